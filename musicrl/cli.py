@@ -1,0 +1,197 @@
+"""The ``musicrl`` command.
+
+Subcommands are grouped by job (``data``, later ``train``, ``eval``, ``app`` …).
+Commands that take a config accept ``--preset NAME`` and any number of
+``key=value`` overrides; ``--help`` lists every key with its default and
+meaning. This module is the only one that knows every package: it reaches
+``training`` and ``app`` lazily, inside the command that needs them, so
+``musicrl --help`` stays fast and the layering rule holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from musicrl import config as cfglib
+from musicrl.audio import AudioError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK = 0
+EXIT_USAGE = 2       # bad arguments or config
+EXIT_PARTIAL = 3     # the command ran, but some inputs were skipped (see its report)
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+# ----------------------------------------------------------------------------
+# Helpers for config-bearing commands
+# ----------------------------------------------------------------------------
+
+def _options_epilog(cls: type) -> str:
+    rows = cfglib.describe(cls)
+    presets = sorted(cfglib.presets_of(cls))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"config keys (set as key=value; defaults of the 'small' preset; presets: {', '.join(presets)}):"]
+    for key, tp, default, help_ in rows:
+        wrapped = textwrap.wrap(f"{help_} [{tp}, default {default}]", 100 - width - 4)
+        lines.append(f"  {key.ljust(width)}  {wrapped[0]}")
+        lines.extend(f"  {'':{width}}  {w}" for w in wrapped[1:])
+    return "\n".join(lines)
+
+
+def _add_config_args(p: argparse.ArgumentParser, cls: type, default_preset: str = "small") -> None:
+    p.add_argument("--preset", default=default_preset, choices=sorted(cfglib.presets_of(cls)),
+                   help=f"named preset (default: {default_preset})")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. seed=3 (see the list below)")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the resolved config as JSON and exit")
+    p.epilog = _options_epilog(cls)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def _resolve(cls: type, args: argparse.Namespace, extra: Sequence[str] = ()) -> Any:
+    cfg = cfglib.resolve(cls, args.preset, [*extra, *args.overrides])
+    if args.show_config:
+        print(json.dumps(cfglib.to_dict(cfg), indent=2))
+        raise SystemExit(EXIT_OK)
+    return cfg
+
+
+# ----------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------
+
+def _cmd_data_build(args: argparse.Namespace) -> int:
+    from musicrl.data.build import build_corpus
+    from musicrl.data.config import DataConfig
+    from musicrl.data.stats import format_stats
+
+    extra = [f"root={args.root}"] if args.root else []
+    cfg = _resolve(DataConfig, args, extra)
+    report = build_corpus(cfg, progress=not args.quiet, limit_units=args.limit_units)
+    if not args.quiet:
+        print(report.summary())
+        if report.complete:
+            from musicrl.data.manifest import load_clips
+
+            print(format_stats(load_clips(cfg.root)))
+    return EXIT_OK if report.complete else EXIT_PARTIAL
+
+
+def _cmd_data_import(args: argparse.Namespace) -> int:
+    from musicrl.data.importer import import_folder
+
+    report = import_folder(args.folder, args.captions, root=args.root,
+                           clip_seconds=args.clip_seconds, split=args.split,
+                           min_seconds=args.min_seconds, progress=not args.quiet)
+    print(report.summary())
+    return EXIT_PARTIAL if report.skipped else EXIT_OK
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from musicrl.data.manifest import load_clips
+    from musicrl.data.stats import format_stats, stats_json
+
+    clips = load_clips(args.root)
+    if args.json:
+        print(json.dumps(stats_json(clips), indent=2))
+    else:
+        print(format_stats(clips))
+    return EXIT_OK
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    from musicrl.data.config import DataConfig
+
+    data = sub.add_parser("data", help="build, import and inspect audio corpora")
+    dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{build,import,stats}")
+
+    b = dsub.add_parser(
+        "build", help="render the bundled corpus (music21 scores → General MIDI → 16 kHz clips)",
+        description="Renders real scores from the music21 corpus, arranged for General MIDI "
+                    "instruments with optional drum grooves, to 16 kHz mono clips with captions, "
+                    "labels and the rendered note events. Deterministic for a seed; resumable "
+                    "(finished pieces are not redone); parallel over CPU cores.")
+    _add_config_args(b, DataConfig)
+    b.add_argument("--root", default=None, help="output folder (overrides the preset's root)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    b.add_argument("--limit-units", type=int, default=None, help=argparse.SUPPRESS)
+    b.set_defaults(func=_cmd_data_build)
+
+    i = dsub.add_parser(
+        "import", help="import your own audio files with captions",
+        description="Imports a folder of audio (wav/flac/ogg/mp3) with a caption file (JSONL or "
+                    "CSV; MusicCaps columns ytid/caption/aspect_list accepted). Every file is "
+                    "validated; bad entries are listed with the reason and skipped (exit status "
+                    f"{EXIT_PARTIAL}). Re-running is idempotent; nothing imported before is lost.")
+    i.add_argument("folder", help="folder of audio files")
+    i.add_argument("--captions", required=True, help="JSONL or CSV file of captions")
+    i.add_argument("--root", default="data/small", help="data root to import into")
+    i.add_argument("--clip-seconds", type=float, default=10.0,
+                   help="cut long files into clips of this length (default 10)")
+    i.add_argument("--min-seconds", type=float, default=2.0,
+                   help="refuse files shorter than this (default 2)")
+    i.add_argument("--split", default="train", choices=("train", "valid", "test"),
+                   help="split for entries whose caption row names none (default train)")
+    i.add_argument("--quiet", action="store_true", help="no progress bar")
+    i.set_defaults(func=_cmd_data_import)
+
+    s = dsub.add_parser("stats", help="table of clips, hours and label counts")
+    s.add_argument("--root", default="data/small", help="data root (default data/small)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.set_defaults(func=_cmd_data_stats)
+
+
+# ----------------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------------
+
+_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="musicrl",
+        description="Text-to-music in JAX with the MusicRL post-training loop.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `musicrl <command> --help` for the options of a command.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="<command>")
+    for add in _GROUPS:
+        add(sub)
+    return p
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"musicrl {version('musicrl')}"
+    except Exception:
+        return "musicrl (not installed)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (cfglib.ConfigError, UserError, AudioError, FileNotFoundError) as e:
+        print(f"musicrl: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("musicrl: interrupted; finished work is kept, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

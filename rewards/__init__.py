@@ -1,0 +1,1 @@
+"""Reward and preference models (DESIGN §8). Imports only ``musicrl``."""
