@@ -88,11 +88,14 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_import(args: argparse.Namespace) -> int:
-    from musicrl.data.importer import import_folder
+    from musicrl.data.importer import ImportFolderError, import_folder
 
-    report = import_folder(args.folder, args.captions, root=args.root,
-                           clip_seconds=args.clip_seconds, split=args.split,
-                           min_seconds=args.min_seconds, progress=not args.quiet)
+    try:
+        report = import_folder(args.folder, args.captions, root=args.root,
+                               clip_seconds=args.clip_seconds, split=args.split,
+                               min_seconds=args.min_seconds, progress=not args.quiet)
+    except ImportFolderError as e:
+        raise UserError(str(e)) from None
     print(report.summary())
     return EXIT_PARTIAL if report.skipped else EXIT_OK
 
@@ -109,11 +112,37 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from musicrl.data.checks import check_chroma, check_tempo
+    from musicrl.data.manifest import load_clips
+
+    clips = [c for c in load_clips(args.root, splits=[args.split] if args.split else None)
+             if c.origin == "bundled"]
+    if not clips:
+        raise UserError(f"no bundled clips under {args.root}; run `musicrl data build` first")
+    rng = np.random.default_rng(args.seed)
+    sample = [clips[i] for i in sorted(rng.choice(len(clips), min(args.sample, len(clips)),
+                                                  replace=False))]
+    tempo = check_tempo(args.root, sample)
+    chroma = check_chroma(args.root, sample)
+    if args.json:
+        import dataclasses
+
+        print(json.dumps({"tempo": dataclasses.asdict(tempo), "chroma": dataclasses.asdict(chroma),
+                          "sample": len(sample), "seed": args.seed}, indent=2))
+    else:
+        print(tempo.row())
+        print(chroma.row())
+    return EXIT_OK
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     from musicrl.data.config import DataConfig
 
     data = sub.add_parser("data", help="build, import and inspect audio corpora")
-    dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{build,import,stats}")
+    dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{build,import,stats,check}")
 
     b = dsub.add_parser(
         "build", help="render the bundled corpus (music21 scores → General MIDI → 16 kHz clips)",
@@ -149,6 +178,18 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--root", default="data/small", help="data root (default data/small)")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(func=_cmd_data_stats)
+
+    c = dsub.add_parser(
+        "check", help="check labels against the audio (beat tracking, chroma vs note events)",
+        description="On a random sample of bundled clips: the labelled tempo against librosa "
+                    "beat tracking (clips with drums), and the chroma of the audio against the "
+                    "stored note events (with another clip's events as the baseline).")
+    c.add_argument("--root", default="data/small", help="data root (default data/small)")
+    c.add_argument("--sample", type=int, default=200, help="clips to check (default 200)")
+    c.add_argument("--split", default=None, choices=("train", "valid", "test"))
+    c.add_argument("--seed", type=int, default=0, help="sampling seed")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.set_defaults(func=_cmd_data_check)
 
 
 # ----------------------------------------------------------------------------

@@ -109,9 +109,9 @@ def _hints(cls: type) -> dict[str, Any]:
 def _unknown_key(key: str, fields: Iterable[str], prefix: str) -> ConfigError:
     names = sorted(fields)
     close = difflib.get_close_matches(key, names, n=1)
-    hint = f" Did you mean {prefix}{close[0]!r}?" if close else ""
+    hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
     return ConfigError(
-        f"unknown config key {prefix}{key!r}.{hint} Known keys: {', '.join(prefix + n for n in names)}")
+        f"unknown config key '{prefix}{key}'.{hint} Known keys: {', '.join(prefix + n for n in names)}")
 
 
 def _parse_scalar(text: str, tp: Any, key: str) -> Any:
@@ -176,7 +176,7 @@ def _check_type(value: Any, tp: Any) -> bool:
             return False
         if len(args) == 2 and args[1] is Ellipsis:
             return all(_check_type(v, args[0]) for v in value)
-        return len(args) == len(value) and all(_check_type(v, a) for v, a in zip(value, args))
+        return len(args) == len(value) and all(_check_type(v, a) for v, a in zip(value, args, strict=True))
     if tp is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if tp is int:
@@ -220,7 +220,7 @@ def _set(cfg: Any, path: list[str], text: str, prefix: str) -> Any:
 # Validation and description
 # ----------------------------------------------------------------------------
 
-def validate(cfg: Any, where: str = "") -> None:
+def validate(cfg: Any, where: str = "", prefix: str = "") -> None:
     """Checks every field of ``cfg`` against its type and declared constraints."""
     hints = _hints(type(cfg))
     loc = f" ({where})" if where else ""
@@ -228,31 +228,33 @@ def validate(cfg: Any, where: str = "") -> None:
         value = getattr(cfg, f.name)
         tp = hints[f.name]
         if dataclasses.is_dataclass(value):
-            validate(value, where)
+            validate(value, where, prefix=f"{prefix}{f.name}.")
             continue
+        key = prefix + f.name
         if not _check_type(value, tp):
-            raise ConfigError(f"{f.name}={value!r}{loc}: expected type {_type_name(tp)}")
+            raise ConfigError(f"{key}={value!r}{loc}: expected type {_type_name(tp)}")
         meta = f.metadata
         choices = meta.get("choices")
         items = value if isinstance(value, tuple) else (value,)
         for v in items:
             if choices and v not in choices:
-                raise ConfigError(f"{f.name}={v!r}{loc} is not allowed; choose one of {list(choices)}")
+                raise ConfigError(f"{key}={v!r}{loc} is not allowed; choose one of {list(choices)}")
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 lo, hi = meta.get("min"), meta.get("max")
                 if lo is not None and v < lo or hi is not None and v > hi:
                     rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
-                    raise ConfigError(f"{f.name}={v!r}{loc} is out of range; allowed {rng}")
+                    raise ConfigError(f"{key}={v!r}{loc} is out of range; allowed {rng}")
         check = meta.get("check")
         if check is not None:
             msg = check(value)
             if msg:
-                raise ConfigError(f"{f.name}={value!r}{loc}: {msg}")
+                raise ConfigError(f"{key}={value!r}{loc}: {msg}")
     post = getattr(cfg, "check", None)
     if callable(post):
         msg = post()
         if msg:
-            raise ConfigError(f"{type(cfg).__name__}{loc}: {msg}")
+            name = prefix.rstrip(".") or type(cfg).__name__
+            raise ConfigError(f"{name}{loc}: {msg}")
 
 
 def _type_name(tp: Any) -> str:

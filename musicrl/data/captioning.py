@@ -1,0 +1,159 @@
+"""Captions and aspect tags from a clip's labels, MusicCaps style.
+
+Several phrasings per clip, from different sentence shapes, synonyms, word
+orders and omissions, so that a text encoder learns the attributes rather than
+one template. Only true statements: every word comes from the labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from musicrl.data.instruments import INSTRUMENTS
+from musicrl.data.scores import STYLES
+
+__all__ = ["make_captions", "make_tags"]
+
+_TEMPO_WORDS = {
+    "slow": ("slow", "gentle", "unhurried", "calm", "leisurely", "slow-moving"),
+    "medium": ("moderate", "mid-tempo", "steady", "relaxed", "easygoing"),
+    "fast": ("lively", "fast", "brisk", "upbeat", "energetic", "quick"),
+}
+_MOOD_WORDS = {
+    "major": ("bright", "cheerful", "happy", "sunny", "joyful", "uplifting"),
+    "minor": ("melancholic", "sad", "dark", "wistful", "somber", "mournful"),
+}
+_DYN_WORDS = {
+    "soft": ("played softly", "quiet and delicate", "with a soft touch"),
+    "medium": ("", "", "at a moderate volume"),
+    "loud": ("played loudly", "bold and loud", "with strong, forceful playing"),
+}
+_GROOVE_WORDS = {
+    "rock": ("rock", "straight rock", "backbeat"),
+    "four_on_the_floor": ("four-on-the-floor", "dance", "disco-style four-on-the-floor"),
+    "swing": ("swing", "jazzy swing", "swung ride-cymbal"),
+    "bossa": ("bossa nova", "Latin bossa", "laid-back bossa nova"),
+    "waltz": ("waltz", "oom-pah-pah waltz", "three-four waltz"),
+    "shuffle": ("shuffle", "triplet shuffle", "rolling shuffle"),
+}
+_PATTERN_WORDS = {
+    "block": ("sustained chords", "block chords", "held chords"),
+    "arpeggio": ("arpeggiated chords", "broken chords", "flowing arpeggios"),
+    "oompah": ("an oom-pah accompaniment", "a bass-and-chord vamp", "a bouncy bass-chord pattern"),
+    "parts": ("the lower voices", "the inner parts", "the harmony parts"),
+}
+
+
+def _pick(rng: np.random.Generator, options) -> str:
+    return options[rng.integers(len(options))]
+
+
+def _inst(rng: np.random.Generator, program: int, celtic: bool = False) -> str:
+    if program == 40 and celtic:
+        return "fiddle"
+    return _pick(rng, INSTRUMENTS[program].words)
+
+
+def _style_phrase(rng: np.random.Generator, labels: dict[str, Any]) -> str:
+    style = labels["style"]
+    sub = labels.get("subtype")
+    if style == "celtic" and sub:
+        return _pick(rng, (f"Irish {sub}", f"Celtic {sub}", f"traditional {sub}",
+                           f"Scottish-style {sub}"))
+    phrase = _pick(rng, STYLES[style].phrases)
+    comp = labels.get("composer")
+    if style == "classical" and comp and rng.random() < 0.5:
+        phrase += f" by {comp.split()[-1]}"
+    return phrase
+
+
+def _article(word: str) -> str:
+    return "An" if word[:1].lower() in "aeiou" else "A"
+
+
+def make_captions(labels: dict[str, Any], n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` distinct phrasings (fewer only if the sentence shapes run out)."""
+    shapes = list(range(7))
+    rng.shuffle(shapes)
+    out: list[str] = []
+    for shape in shapes * 3:
+        if len(out) >= n:
+            break
+        c = _caption(labels, shape, rng)
+        if c not in out:
+            out.append(c)
+    return out[:n]
+
+
+def _caption(lb: dict[str, Any], shape: int, rng: np.random.Generator) -> str:
+    celtic = lb["style"] == "celtic"
+    tempo = _pick(rng, _TEMPO_WORDS[lb["tempo_bucket"]])
+    mood = _pick(rng, _MOOD_WORDS[lb["mode"]])
+    style = _style_phrase(rng, lb)
+    mel = _inst(rng, lb["melody_program"], celtic)
+    acc = _inst(rng, lb["accompaniment_program"])
+    bass = _inst(rng, lb["bass_program"]) if lb["bass_program"] is not None else None
+    key = f"{lb['key']} {lb['mode']}"
+    bpm = lb["bpm"]
+    pattern = _pick(rng, _PATTERN_WORDS[lb["accompaniment_pattern"]])
+    dyn = _pick(rng, _DYN_WORDS[lb["dynamics"]])
+    groove = _pick(rng, _GROOVE_WORDS[lb["drum_style"]]) if lb["drums"] else None
+    if groove:
+        drums = _pick(rng, (f"over a {groove} drum beat", f"with a steady {groove} groove",
+                            f"backed by drums playing a {groove} pattern",
+                            f"with {groove} drums"))
+    else:
+        drums = _pick(rng, ("without drums", "with no percussion", "", ""))
+    bass_part = f" and a {bass} bass line" if bass else ""
+    inst = mel if mel == acc else f"{mel} and {acc}"
+
+    if shape == 0:
+        s = f"{_article(tempo)} {tempo}, {mood} {style} played on {inst}{bass_part}"
+        s += f" {drums}" if drums else ""
+        s += f", around {bpm} bpm, in {key}."
+    elif shape == 1:
+        s = f"{style[0].upper() + style[1:]} arranged for {mel} with {acc} playing {pattern}"
+        s += f"{bass_part}. "
+        s += (f"Drums keep a {groove} beat. " if groove else "There are no drums. ")
+        s += f"The tempo is {tempo}, about {bpm} BPM, and the key is {key}."
+    elif shape == 2:
+        s = f"This is a {mood} {style} in {key}. The {mel} carries the tune while {acc} "
+        s += f"accompanies{bass_part}. "
+        s += f"It is {tempo} ({bpm} bpm)" + (f" and {dyn}." if dyn else ".")
+        if groove:
+            s += f" A {groove} drum pattern runs underneath."
+    elif shape == 3:
+        parts = [style, mel, acc] + ([bass] if bass else [])
+        parts += [f"{groove} drums" if groove else "no drums", f"{bpm} bpm", key, tempo, mood]
+        s = ", ".join(parts)
+    elif shape == 4:
+        s = f"{tempo.capitalize()} {style} on {mel}"
+        s += f" {drums}." if drums else "."
+    elif shape == 5:
+        s = f"{mood.capitalize()} {lb['mode']}-key music: a {style} with {mel} over {pattern} "
+        s += f"on {acc}{bass_part}, {tempo} at {bpm} beats per minute"
+        s += f", {drums}." if drums else "."
+    else:
+        s = f"{style[0].upper() + style[1:]}. Lead: {mel}. Accompaniment: {acc}"
+        s += f". Bass: {bass}" if bass else ""
+        s += f". Drums: {groove}" if groove else ". No drums"
+        s += f". Tempo: {bpm} bpm ({tempo}). Key: {key}."
+        if dyn:
+            s += f" {dyn.capitalize()}."
+    return " ".join(s.split())
+
+
+def make_tags(labels: dict[str, Any]) -> list[str]:
+    """Aspect tags (MusicCaps ``aspect_list`` style)."""
+    tags = [labels["style"]]
+    if labels.get("subtype"):
+        tags.append(labels["subtype"])
+    tags += list(labels["instruments"])
+    tags += [labels["tempo_bucket"] + " tempo", labels["mode"], f"{labels['key']} {labels['mode']}",
+             labels["dynamics"]]
+    tags += ([labels["drum_style"].replace("_", " ") + " drums"] if labels["drums"]
+             else ["no drums"])
+    tags.append(_MOOD_WORDS[labels["mode"]][0])
+    return tags
