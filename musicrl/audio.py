@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from musicrl.errors import MusicrlError
+
 __all__ = [
     "SAMPLE_RATE",
     "AudioError",
@@ -31,7 +33,7 @@ SAMPLE_RATE = 16_000
 SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
-class AudioError(ValueError):
+class AudioError(MusicrlError, ValueError):
     """An audio file could not be used; the message says which and why."""
 
 

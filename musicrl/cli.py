@@ -15,10 +15,11 @@ import json
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from musicrl import config as cfglib
-from musicrl.audio import AudioError
+from musicrl.errors import MusicrlError
 
 __all__ = ["main", "build_parser"]
 
@@ -27,7 +28,7 @@ EXIT_USAGE = 2       # bad arguments or config
 EXIT_PARTIAL = 3     # the command ran, but some inputs were skipped (see its report)
 
 
-class UserError(Exception):
+class UserError(MusicrlError):
     """An error the user can fix; printed without a traceback."""
 
 
@@ -193,10 +194,220 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 
 # ----------------------------------------------------------------------------
+# train
+# ----------------------------------------------------------------------------
+
+def _cmd_train_codec(args: argparse.Namespace) -> int:
+    from training.codec import CodecTrainConfig, train_codec
+
+    cfg = _resolve(CodecTrainConfig, args)
+    train_codec(cfg, progress=not args.quiet)
+    return EXIT_OK
+
+
+def _cmd_train_semantic(args: argparse.Namespace) -> int:
+    from musicrl.semantic import SemanticConfig, train_semantic
+
+    cfg = _resolve(SemanticConfig, args)
+    train_semantic(cfg, progress=not args.quiet)
+    return EXIT_OK
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from training.codec import CodecTrainConfig
+
+    train = sub.add_parser("train", help="train a model (codec, …); resumable from its work dir")
+    tsub = train.add_subparsers(dest="train_cmd", required=True, metavar="{codec,semantic}")
+    c = tsub.add_parser(
+        "codec", help="the neural audio codec (encoder, residual VQ, iSTFT decoder)",
+        description="Trains the SoundStream-style codec on a corpus. Checkpoints, metrics.jsonl "
+                    "and example WAVs go to loop.workdir; re-running the same command resumes "
+                    "exactly where it stopped (Ctrl-C saves first). Inference weights are "
+                    "exported to <workdir>/weights at the end.")
+    _add_config_args(c, CodecTrainConfig)
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_cmd_train_codec)
+
+    from musicrl.semantic import SemanticConfig
+
+    s = tsub.add_parser(
+        "semantic", help="the semantic tokenizer (25 Hz frame features + mini-batch k-means)",
+        description="Extracts 25 Hz frame features of the train clips (cached per clip), fits "
+                    "mini-batch k-means in JAX, and scores a pitch-class probe of the tokens "
+                    "against the stored note events (beside the majority baseline and random "
+                    "tokens). Writes <workdir>/weights, report.json and probe.png.")
+    _add_config_args(s, SemanticConfig)
+    s.add_argument("--quiet", action="store_true", help="no progress bars or table")
+    s.set_defaults(func=_cmd_train_semantic)
+
+
+# ----------------------------------------------------------------------------
+# eval
+# ----------------------------------------------------------------------------
+
+def _numbers(text: str, kind: type) -> tuple:
+    try:
+        return tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{text!r}: expected comma-separated numbers, e.g. 1,2,4,8") from None
+
+
+def _cmd_eval_codec(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from musicrl.checkpoint import CheckpointError
+    from musicrl.codec import load_codec
+    from musicrl.data.manifest import load_clips
+    from musicrl.evaluation import OpusUnavailable, evaluate_codec, format_table
+
+    levels = _numbers(args.levels, int)
+    opus = () if args.no_opus else _numbers(args.opus_kbps, float)
+    try:
+        codec, meta = load_codec(args.weights)
+    except CheckpointError as e:
+        raise UserError(str(e)) from None
+    clips = load_clips(args.root, splits=[args.split])
+    if not clips:
+        raise UserError(f"no {args.split} clips under {args.root} (see `musicrl data stats`)")
+    if (args.max_clips is not None and args.max_clips < 1) or args.batch < 1:
+        raise UserError("--max-clips and --batch must be at least 1")
+    out = Path(args.out or Path("runs/eval") / f"{Path(args.weights).resolve().name}-{args.split}")
+    command = (f"musicrl eval codec --weights {args.weights} --root {args.root} --split "
+               f"{args.split} --levels {args.levels} "
+               + ("--no-opus" if args.no_opus else f"--opus-kbps {args.opus_kbps}")
+               + (f" --max-clips {args.max_clips}" if args.max_clips else "")
+               + f" --out {out}")
+    try:
+        report = evaluate_codec(codec, clips, args.root, levels=levels, opus_kbps=opus,
+                                batch=args.batch, max_clips=args.max_clips, out=out,
+                                meta={**meta, "weights": str(args.weights), "command": command},
+                                progress=not args.quiet)
+    except (OpusUnavailable, ValueError) as e:
+        raise UserError(str(e)) from None
+    print(f"codec {args.weights} (step {meta.get('steps', '?')}), {report['data']['clips']} "
+          f"{args.split} clips\n")
+    print(format_table(report))
+    print(f"\nreport: {out / 'report.json'} ({out / 'report.md'}); plots: "
+          f"{out / 'distances.png'}, {out / 'perplexity.png'}; examples: {out / 'examples'}")
+    return EXIT_OK
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="evaluate a model and write a report (JSON, PNG plots)")
+    esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="{codec}")
+    c = esub.add_parser(
+        "codec", help="the codec on held-out clips beside Opus: mel/STFT/SI-SDR, code usage",
+        description="Encodes and decodes every clip of a split with 1, 2, 4 and 8 RVQ levels and "
+                    "with Opus (ffmpeg/libopus) at 6 and 12 kbps, and reports the multi-scale "
+                    "log-mel L1, the multi-resolution STFT distance and SI-SDR per system, and "
+                    "the perplexity of each level's codes over all frames. Writes report.json, "
+                    "report.md, distances.png, perplexity.png and example WAVs to --out.")
+    c.add_argument("--weights", required=True,
+                   help="codec weights folder, or a training work dir (latest checkpoint)")
+    c.add_argument("--root", default="data/small", help="data root (default data/small)")
+    c.add_argument("--split", default="test", choices=("train", "valid", "test"),
+                   help="clips to measure (default test: never trained on)")
+    c.add_argument("--max-clips", type=int, default=None,
+                   help="only N clips, evenly spaced over the split (default: all)")
+    c.add_argument("--levels", default="1,2,4,8", help="RVQ levels to decode with (default "
+                   "1,2,4,8)")
+    c.add_argument("--opus-kbps", default="6,12", help="Opus bitrates (default 6,12)")
+    c.add_argument("--no-opus", action="store_true", help="skip the Opus rows (no ffmpeg)")
+    c.add_argument("--batch", type=int, default=8, help="clips per codec call (default 8)")
+    c.add_argument("--out", default=None,
+                   help="report folder (default runs/eval/<weights folder name>-<split>)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_cmd_eval_codec)
+
+
+# ----------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------
 
-_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data]
+# ----------------------------------------------------------------------------
+# codec files and token caches
+# ----------------------------------------------------------------------------
+
+DEFAULT_CODEC = "assets/small/codec"
+DEFAULT_SEMANTIC = "assets/small/semantic"
+
+
+def _cmd_codec_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from musicrl.codec import load_codec
+    from musicrl.codec.files import encode_file
+
+    codec, _ = load_codec(args.weights)
+    out = args.output or str(Path(args.input).with_suffix(".tokens.npz"))
+    res = encode_file(codec, args.input, out, num_levels=args.levels)
+    for note in res.notes:
+        print(f"note: {note}")
+    t, q = res.codes.shape
+    print(f"{args.input} → {out}: {t} frames × {q} levels "
+          f"({t / codec.frame_rate:.2f} s, {q * np.log2(codec.codebook_size) * codec.frame_rate / 1000:g} kbps)")
+    return EXIT_OK
+
+
+def _cmd_codec_decode(args: argparse.Namespace) -> int:
+    from musicrl.codec import load_codec
+    from musicrl.codec.files import decode_file
+
+    codec, _ = load_codec(args.weights)
+    out = args.output or str(Path(args.input).with_suffix(".wav"))
+    seconds = decode_file(codec, args.input, out)
+    print(f"{args.input} → {out}: {seconds:.2f} s at {codec.sample_rate} Hz")
+    return EXIT_OK
+
+
+def _add_codec(sub: argparse._SubParsersAction) -> None:
+    codec = sub.add_parser("codec", help="encode audio files to codec tokens and back")
+    csub = codec.add_subparsers(dest="codec_cmd", required=True, metavar="{encode,decode}")
+    e = csub.add_parser("encode", help="audio file (any rate/channels) → token file (.npz)",
+                        description="Reads wav/flac/ogg/mp3 at any sample rate and channel count "
+                                    "(resampled to 16 kHz and downmixed, with a note) and writes "
+                                    "codes [frames, levels] to an .npz token file.")
+    e.add_argument("input", help="audio file")
+    e.add_argument("-o", "--output", default=None, help="token file (default INPUT.tokens.npz)")
+    e.add_argument("--weights", default=DEFAULT_CODEC, help=f"codec (default {DEFAULT_CODEC})")
+    e.add_argument("--levels", type=int, default=None, help="RVQ levels to keep (default all)")
+    e.set_defaults(func=_cmd_codec_encode)
+    d = csub.add_parser("decode", help="token file → 16 kHz WAV")
+    d.add_argument("input", help="token file from `musicrl codec encode`")
+    d.add_argument("-o", "--output", default=None, help="WAV file (default INPUT.wav)")
+    d.add_argument("--weights", default=DEFAULT_CODEC, help=f"codec (default {DEFAULT_CODEC})")
+    d.set_defaults(func=_cmd_codec_decode)
+
+
+def _cmd_tokenize(args: argparse.Namespace) -> int:
+    from musicrl.data.tokens import tokenize_corpus
+
+    out = args.out or str(Path(args.root) / "tokens")
+    report = tokenize_corpus(args.root, out, codec_path=args.codec, semantic_path=args.semantic,
+                             num_levels=args.levels, force=args.force, progress=not args.quiet)
+    print(report.summary())
+    return EXIT_OK
+
+
+def _add_tokenize(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser(
+        "tokenize", help="cache semantic + acoustic tokens of a corpus (for LM training)",
+        description="Encodes every clip of a data root once into token shards with checksums; "
+                    "incremental (only new or changed clips are encoded).")
+    t.add_argument("--root", default="data/small", help="data root (default data/small)")
+    t.add_argument("--out", default=None, help="token folder (default ROOT/tokens)")
+    t.add_argument("--codec", default=DEFAULT_CODEC, help=f"codec weights (default {DEFAULT_CODEC})")
+    t.add_argument("--semantic", default=DEFAULT_SEMANTIC,
+                   help=f"semantic tokenizer weights (default {DEFAULT_SEMANTIC})")
+    t.add_argument("--levels", type=int, default=None, help="codec levels to keep (default all)")
+    t.add_argument("--force", action="store_true",
+                   help="discard a cache made by other tokenizers and start again")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_tokenize)
+
+
+_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_data, _add_train, _add_eval, _add_codec, _add_tokenize]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (cfglib.ConfigError, UserError, AudioError, FileNotFoundError) as e:
+    except (MusicrlError, FileNotFoundError) as e:
         print(f"musicrl: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -22,6 +22,8 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from musicrl.errors import MusicrlError
+
 __all__ = [
     "ConfigError",
     "opt",
@@ -38,7 +40,7 @@ __all__ = [
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
+class ConfigError(MusicrlError, ValueError):
     """A configuration value was refused. The message names the key and the fix."""
 
 

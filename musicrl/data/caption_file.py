@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from musicrl.errors import MusicrlError
+
 __all__ = [
     "CaptionFileError",
     "CAPTION_SUFFIXES",
@@ -46,7 +48,7 @@ CAPTION_COLUMNS = ("caption", "captions", "text", "description")
 TAG_COLUMNS = ("aspect_list", "tags")
 
 
-class CaptionFileError(ValueError):
+class CaptionFileError(MusicrlError, ValueError):
     """The caption file cannot be used at all (type, encoding, header)."""
 
 

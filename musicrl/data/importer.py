@@ -65,6 +65,7 @@ from musicrl.data.manifest import (
     sha256_file,
     write_text_atomic,
 )
+from musicrl.errors import MusicrlError
 
 __all__ = ["ImportReport", "ImportFolderError", "import_folder", "AUDIO_DIR"]
 
@@ -73,7 +74,7 @@ SILENCE_DBFS = -60.0
 TARGET_LUFS = -20.0
 
 
-class ImportFolderError(ValueError):
+class ImportFolderError(MusicrlError, ValueError):
     """The import cannot start (caption file or existing manifest unusable)."""
 
 

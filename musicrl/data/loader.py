@@ -48,6 +48,7 @@ from musicrl.audio import SAMPLE_RATE, AudioError
 from musicrl.config import validate
 from musicrl.data.config import STYLE_NAMES, LoaderConfig
 from musicrl.data.manifest import Clip, load_clips
+from musicrl.errors import MusicrlError
 
 __all__ = ["AudioLoader", "LoaderStateError", "make_loader", "read_crop", "crop_samples"]
 
@@ -58,7 +59,7 @@ _STATE_VERSION = 1
 _SHUFFLE_STREAM, _CROP_STREAM = 0, 1
 
 
-class LoaderStateError(ValueError):
+class LoaderStateError(MusicrlError, ValueError):
     """A saved loader position does not fit this loader; the message says why."""
 
 
