@@ -209,7 +209,8 @@ def _cmd_train_semantic(args: argparse.Namespace) -> int:
     from musicrl.semantic import SemanticConfig, train_semantic
 
     cfg = _resolve(SemanticConfig, args)
-    train_semantic(cfg, progress=not args.quiet)
+    command = " ".join(["musicrl train semantic --preset", args.preset, *args.overrides])
+    train_semantic(cfg, progress=not args.quiet, command=command)
     return EXIT_OK
 
 

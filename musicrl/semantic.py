@@ -42,8 +42,10 @@ import numpy as np
 from flax import nnx
 
 from musicrl.config import opt, register_presets, to_dict
+from musicrl.errors import MusicrlError
 
 __all__ = [
+    "SemanticError",
     "FRAME_RATE",
     "HOP",
     "FeatureExtractor",
@@ -68,6 +70,10 @@ FRAME_RATE = 25.0
 HOP = 640  # samples per frame at 16 kHz
 
 
+class SemanticError(MusicrlError, ValueError):
+    """A semantic tokenizer could not be built or trained; the message says why."""
+
+
 # ----------------------------------------------------------------------------
 # Feature extractors
 # ----------------------------------------------------------------------------
@@ -76,10 +82,11 @@ HOP = 640  # samples per frame at 16 kHz
 class FeatureExtractor(Protocol):
     """Frame features of 16 kHz mono audio at 25 frames/s.
 
-    ``name`` identifies the extractor *and its parameters* (it keys the feature
-    cache: change it when the output changes). An extractor may also expose
-    ``groups``, a mapping of feature-group name to ``(start, stop)`` columns;
-    the tokenizer can weight groups equally (see ``SemanticConfig.balance_groups``).
+    ``name`` identifies the extractor and its parameters; with an optional integer
+    ``version`` it keys the feature cache (bump it when the output changes). An
+    extractor may also expose ``groups``, a mapping of feature-group name to
+    ``(start, stop)`` columns, which the standardization balances and weights
+    (``SemanticConfig.balance_groups``, ``group_weights``).
     """
 
     name: str
@@ -171,9 +178,9 @@ def feature_names() -> list[str]:
 
 
 def get_features(name: str) -> FeatureExtractor:
-    """The extractor registered as ``name``; a ValueError lists the known names."""
+    """The extractor registered as ``name``; a SemanticError lists the known names."""
     if name not in _EXTRACTORS:
-        raise ValueError(f"unknown feature extractor {name!r}; registered: {feature_names()}")
+        raise SemanticError(f"unknown feature extractor {name!r}; registered: {feature_names()}")
     return _EXTRACTORS[name]()
 
 
@@ -195,9 +202,11 @@ class SemanticConfig:
     num_clusters: int = opt(512, "k-means clusters = semantic vocabulary size", min=2)
     balance_groups: bool = opt(True, "weight feature groups (chroma, MFCC, onset) equally "
                                      "after standardization")
+    # (2, 1, 1), measured on the valid split at 512 clusters: pitch-class probe 0.906
+    # vs 0.877 for equal weights, onset probe F1 0.684 vs 0.686 (timbre not measured).
     group_weights: tuple[float, ...] = opt(
-        (), "extra weight per feature group, in the extractor's order (librosa: chroma, mfcc, "
-            "onset), e.g. 2,1,1; empty = all 1", min=0.0)
+        (2.0, 1.0, 1.0), "weight per feature group, in the extractor's order (librosa: "
+                         "chroma, mfcc, onset); empty = all 1", min=0.0)
     batch_size: int = opt(4096, "frames per k-means mini-batch", min=1)
     iterations: int = opt(4000, "mini-batch k-means steps", min=1)
     init_sample: int = opt(32_768, "frames sampled for the k-means++ seeding", min=2)
@@ -419,7 +428,8 @@ def fit_kmeans(x_nd: np.ndarray, k: int, *, batch_size: int, iterations: int, se
     x = jnp.asarray(x_nd, jnp.float32)
     n = x.shape[0]
     if n < k:
-        raise ValueError(f"k-means needs at least k={k} points, got {n}")
+        raise SemanticError(f"k-means needs at least num_clusters={k} frames, got {n}: "
+                            "use more clips or fewer clusters")
     key = jax.random.key(seed)
     key, k_sample, k_init = jax.random.split(key, 3)
     sample = x[jax.random.choice(k_sample, n, (min(init_sample, n),), replace=False)]
@@ -515,9 +525,17 @@ def _split_clips(cfg: SemanticConfig) -> tuple[list[Any], list[Any]]:
     return train, evals
 
 
-def train_semantic(cfg: SemanticConfig, progress: bool = True
+def train_semantic(cfg: SemanticConfig, progress: bool = True, command: str | None = None
                    ) -> tuple[SemanticTokenizer, dict[str, Any]]:
     """Fits the tokenizer on the train split, probes it, saves ``<workdir>/weights``.
+
+    The probe (:mod:`musicrl.semantic_probe`) needs clips with note events; on a
+    corpus without any (imported audio only) it is skipped and reported as null.
+
+    Args:
+      cfg: the config.
+      progress: progress bars and the printed summary.
+      command: the command line recorded in meta.json (default: ``sys.argv``).
 
     Returns:
       (tokenizer, report) — the report is also written to ``<workdir>/report.json``.
@@ -554,8 +572,9 @@ def train_semantic(cfg: SemanticConfig, progress: bool = True
         events = [load_events(Path(cfg.data_root) / c.notes_path) for c, _ in keep]
         return toks, events
 
-    probe = run_probe(*labelled(train, train_f), *labelled(evals, eval_f),
-                      vocab_size=cfg.num_clusters, seed=cfg.seed, split=cfg.probe_split)
+    tr, ev = labelled(train, train_f), labelled(evals, eval_f)
+    probe = (run_probe(*tr, *ev, vocab_size=cfg.num_clusters, seed=cfg.seed,
+                       split=cfg.probe_split) if tr[0] and ev[0] else None)
     report = {
         "component": "semantic", "config": to_dict(cfg),
         "features": {"name": extractor.name, "dim": extractor.dim,
@@ -568,14 +587,17 @@ def train_semantic(cfg: SemanticConfig, progress: bool = True
         "seconds": {"features": round(t_feat, 1), "kmeans": round(t_fit, 1),
                     "total": round(time.time() - t0, 1)},
     }
-    meta = {"component": "semantic", "command": " ".join(["musicrl", *sys.argv[1:]]),
+    command = command or " ".join(["musicrl", *sys.argv[1:]])
+    meta = {"component": "semantic", "command": command,
             "config": to_dict(cfg), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "metrics": {k: v for k, v in report.items() if k not in ("config", "kmeans_curve")}}
     save_weights(work / "weights", tok, meta=meta)
     (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot_probe(probe, work / "probe.png")
+    if probe is not None:
+        plot_probe(probe, work / "probe.png")
     if progress:
-        print(format_probe(probe))
+        print(format_probe(probe) if probe else
+              f"probe skipped: no train and {cfg.probe_split} clips with note events")
         print(f"k-means: inertia {info['inertia']:.4f}, {info['clusters_used']}/"
               f"{cfg.num_clusters} clusters used, {info['reseeded']} reseeded; "
               f"{x.shape[0]} frames from {len(train)} clips")

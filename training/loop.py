@@ -145,7 +145,7 @@ def run_loop(cfg: LoopConfig, *, model: Any, optimizer: Any, batches: BatchSourc
                         extra_metrics.update(h.fn(step, model) or {})
                 if step % cfg.log_every == 0 or step == cfg.steps or extra_metrics:
                     dt = time.perf_counter() - t_window
-                    row = {"step": step, "time": time.time()}
+                    row = {"step": step, "time": time.time(), "cpu_seconds": time.process_time()}
                     row.update({k: float(np.mean(v)) for k, v in window.items()})
                     row["steps_per_s"] = n_window / dt if dt > 0 else math.nan
                     if items_per_step:

@@ -192,7 +192,8 @@ def test_train_writes_weights_report_and_plot(trained):
     for name in ("semantic", "majority", "random"):
         assert 0.0 <= report["probe"][name]["pc_accuracy"] <= 1.0
     meta = json.loads((work / "weights" / "meta.json").read_text())
-    assert meta["command"].startswith("musicrl") and meta["config"]["num_clusters"] == 16
+    assert meta["command"].startswith("musicrl train semantic --preset tiny")
+    assert meta["config"]["num_clusters"] == 16
     assert "probe" in meta["metrics"] and (work / "probe.png").stat().st_size > 0
     assert any((work / "cache" / "librosa-v2").glob("*.npy"))
 
