@@ -214,11 +214,19 @@ def _cmd_train_semantic(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_train_mulan(args: argparse.Namespace) -> int:
+    from training.mulan import MulanTrainConfig, train_mulan
+
+    cfg = _resolve(MulanTrainConfig, args)
+    train_mulan(cfg, progress=not args.quiet)
+    return EXIT_OK
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from training.codec import CodecTrainConfig
 
     train = sub.add_parser("train", help="train a model (codec, …); resumable from its work dir")
-    tsub = train.add_subparsers(dest="train_cmd", required=True, metavar="{codec,semantic}")
+    tsub = train.add_subparsers(dest="train_cmd", required=True, metavar="{codec,semantic,mulan}")
     c = tsub.add_parser(
         "codec", help="the neural audio codec (encoder, residual VQ, iSTFT decoder)",
         description="Trains the SoundStream-style codec on a corpus. Checkpoints, metrics.jsonl "
@@ -240,6 +248,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_config_args(s, SemanticConfig)
     s.add_argument("--quiet", action="store_true", help="no progress bars or table")
     s.set_defaults(func=_cmd_train_semantic)
+
+    from training.mulan import MulanTrainConfig
+
+    m = tsub.add_parser(
+        "mulan", help="MuLan joint text-audio embedding and its conditioning RVQ",
+        description="Trains the two towers with symmetric InfoNCE on (clip, caption) pairs, "
+                    "logs valid retrieval recall@1/@10 beside chance, then fits the 12-level "
+                    "conditioning RVQ on train audio embeddings. Resumable from loop.workdir; "
+                    "weights + tokenizer.json are exported to <workdir>/weights.")
+    _add_config_args(m, MulanTrainConfig)
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(func=_cmd_train_mulan)
 
 
 # ----------------------------------------------------------------------------
@@ -293,9 +313,25 @@ def _cmd_eval_codec(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_eval_estimators(args: argparse.Namespace) -> int:
+    from musicrl.evaluation.estimators import evaluate_estimators, format_table
+
+    try:
+        report = evaluate_estimators(args.root, args.workdir, out=args.out, split=args.split,
+                                     retrain=args.retrain, progress=not args.quiet)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    out = Path(args.out or args.workdir)
+    print(f"{report['clips']} real {args.split} clips; classifier trained on "
+          f"{report['train_clips']} train clips ({report['features']} features)\n")
+    print(format_table(report))
+    print(f"\nreport: {out / 'report.json'}; plot: {out / 'accuracy.png'}")
+    return EXIT_OK
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate a model and write a report (JSON, PNG plots)")
-    esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="{codec}")
+    esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="{codec,estimators}")
     c = esub.add_parser(
         "codec", help="the codec on held-out clips beside Opus: mel/STFT/SI-SDR, code usage",
         description="Encodes and decodes every clip of a split with 1, 2, 4 and 8 RVQ levels and "
@@ -319,6 +355,22 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="report folder (default runs/eval/<weights folder name>-<split>)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_cmd_eval_codec)
+    e = esub.add_parser(
+        "estimators", help="accuracy of the attribute estimators (tempo, key, instruments, drums)",
+        description="Trains (once) the instrument-family and drums classifier on the train "
+                    "split's labels over fixed handcrafted-v1 features, and reports tempo (beat "
+                    "tracking), mode/key (Krumhansl-Schmuckler chroma templates), melody family, "
+                    "families present and drums accuracy on real clips beside chance. Features "
+                    "are cached in --workdir. Writes report.json and accuracy.png to --out.")
+    e.add_argument("--root", default="data/small", help="data root (default data/small)")
+    e.add_argument("--split", default="test", choices=("valid", "test"),
+                   help="clips to measure (default test)")
+    e.add_argument("--workdir", default="runs/estimators",
+                   help="feature caches and the classifier (default runs/estimators)")
+    e.add_argument("--out", default=None, help="report folder (default --workdir)")
+    e.add_argument("--retrain", action="store_true", help="train the classifier again")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(func=_cmd_eval_estimators)
 
 
 # ----------------------------------------------------------------------------

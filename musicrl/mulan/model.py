@@ -1,0 +1,140 @@
+"""MuLan (Huang et al. 2022): two towers into one unit sphere, trained contrastively,
+and MusicLM's conditioning tokens over that sphere.
+
+Dimension legend: ``b`` batch, ``n`` samples, ``l`` text tokens, ``d`` tower
+width, ``e`` embedding dimension (128), ``q`` conditioning levels (12).
+
+* ``embed_text(ids, mask)`` and ``embed_audio(wav)`` project each tower's
+  pooled feature to ``e`` dims and normalize it to unit length.
+* The temperature is learned as ``log_scale`` (logits = exp(log_scale)·cos),
+  started at 1/0.07 and capped at 100 (CLIP, Radford et al. 2021 §2.5).
+* Conditioning tokens (MusicLM, Agostinelli et al. 2023 §3.1): a residual VQ
+  (:class:`musicrl.codec.quantizer.ResidualVQ`, 12 levels × 1024 by default)
+  fitted on *audio* embeddings; the generator trains on the tokens of the
+  target clip's audio and is prompted with those of the text at inference.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tokenizers
+from flax import nnx
+
+from musicrl.codec.quantizer import ResidualVQ
+from musicrl.mulan.audio import AudioTower
+from musicrl.mulan.config import MulanConfig
+from musicrl.mulan.text import TextTower, encode_texts
+
+__all__ = ["Mulan", "info_nce", "MAX_LOG_SCALE"]
+
+MAX_LOG_SCALE = float(np.log(100.0))
+
+
+def _unit(x: jax.Array) -> jax.Array:
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
+
+
+def info_nce(text_be: jax.Array, audio_be: jax.Array, log_scale: jax.Array) -> jax.Array:
+    """Symmetric InfoNCE over a batch of matching pairs (row i of each is a pair).
+
+    ``(CE(softmax over audio for each text) + CE(softmax over texts for each audio)) / 2``
+    with logits ``exp(log_scale) · text @ audio.T`` (CLIP's loss).
+    """
+    logits = jnp.exp(jnp.minimum(log_scale, MAX_LOG_SCALE)) * text_be @ audio_be.T
+    diag = jnp.arange(logits.shape[0])
+    t2a = -jnp.mean(jax.nn.log_softmax(logits, axis=1)[diag, diag])
+    a2t = -jnp.mean(jax.nn.log_softmax(logits, axis=0)[diag, diag])
+    return 0.5 * (t2a + a2t)
+
+
+class Mulan(nnx.Module):
+    def __init__(self, cfg: MulanConfig, tokenizer: tokenizers.Tokenizer, *, rngs: nnx.Rngs):
+        """``rngs`` needs a ``vq`` stream (dead-code restarts of the conditioning RVQ)."""
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.audio = AudioTower(cfg, rngs=rngs)
+        self.audio_proj = nnx.Linear(cfg.audio_width, cfg.embed_dim, rngs=rngs)
+        self.text = TextTower(cfg.vocab_size, cfg.max_text_len, cfg.text_width, cfg.text_depth,
+                              cfg.text_heads, cfg.mlp_ratio, rngs=rngs)
+        self.text_proj = nnx.Linear(cfg.text_width, cfg.embed_dim, rngs=rngs)
+        self.log_scale = nnx.Param(jnp.asarray(np.log(1 / 0.07), jnp.float32))
+        self.rvq = ResidualVQ(cfg.embed_dim, cfg.rvq_levels, cfg.rvq_codebook_size,
+                              decay=cfg.rvq_decay, rngs=rngs)
+
+    # ---------------------------------------------------------------- embeddings
+
+    def embed_text(self, ids_bl: jax.Array, mask_bl: jax.Array) -> jax.Array:
+        """Token ids [b, l] + mask [b, l] → unit-norm embeddings [b, e]."""
+        return _unit(self.text_proj(self.text(ids_bl, mask_bl)))
+
+    def embed_audio(self, wav_bn: jax.Array) -> jax.Array:
+        """Waveform [b, n] at 16 kHz → unit-norm embeddings [b, e]."""
+        return _unit(self.audio_proj(self.audio(wav_bn)))
+
+    def audio_frames(self, wav_bn: jax.Array) -> jax.Array:
+        """Per-frame audio-tower features [b, t, d] at ``cfg.frame_rate`` (25 Hz)."""
+        return self.audio.frames(wav_bn)
+
+    def tokenize(self, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Prompts → (ids int32 [b, l], mask bool [b, l]) with this model's tokenizer."""
+        return encode_texts(self.tokenizer, prompts, self.cfg.max_text_len)
+
+    def embed_prompts(self, prompts: list[str]) -> jax.Array:
+        """Prompts (strings) → unit-norm embeddings [b, e]."""
+        ids, mask = self.tokenize(list(prompts))
+        return _embed_text_jit(self, jnp.asarray(ids), jnp.asarray(mask))
+
+    def contrastive_loss(self, ids_bl: jax.Array, mask_bl: jax.Array, wav_bn: jax.Array
+                         ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Symmetric InfoNCE of a batch of (caption, clip) pairs, and metrics."""
+        t, a = self.embed_text(ids_bl, mask_bl), self.embed_audio(wav_bn)
+        loss = info_nce(t, a, self.log_scale[...])
+        sims = t @ a.T
+        acc = jnp.mean(jnp.argmax(sims, axis=1) == jnp.arange(sims.shape[0]))
+        return loss, {"loss": loss, "temperature": jnp.exp(-self.log_scale[...]),
+                      "batch_t2a_acc": acc}
+
+    # ---------------------------------------------------------------- conditioning tokens
+
+    def tokens_for_embeddings(self, emb_be: jax.Array, num_levels: int | None = None
+                              ) -> jax.Array:
+        """Embeddings [b, e] → conditioning tokens int32 [b, q]."""
+        return self.rvq.encode(emb_be[:, None, :], num_levels)[:, 0]
+
+    def embeddings_for_tokens(self, tokens_bq: jax.Array) -> jax.Array:
+        """Conditioning tokens [b, q'] → reconstructed embeddings [b, e] (q' ≤ q levels)."""
+        return self.rvq.decode(tokens_bq[:, None, :])[:, 0]
+
+    def tokens_for_text(self, prompts: list[str]) -> jax.Array:
+        """Prompts → the 12 conditioning tokens [b, q] of their text embeddings (inference)."""
+        return self.tokens_for_embeddings(self.embed_prompts(prompts))
+
+    def tokens_for_audio(self, wav_bn: jax.Array) -> jax.Array:
+        """Waveform [b, n] → the 12 conditioning tokens [b, q] of its audio embedding (training)."""
+        return self.tokens_for_embeddings(_embed_audio_jit(self, jnp.asarray(wav_bn)))
+
+
+@nnx.jit
+def _embed_text_jit(model: Mulan, ids: jax.Array, mask: jax.Array) -> jax.Array:
+    return model.embed_text(ids, mask)
+
+
+@nnx.jit
+def _embed_audio_jit(model: Mulan, wav: jax.Array) -> jax.Array:
+    return model.embed_audio(wav)
+
+
+def embed_audio_batched(model: Mulan, wav_bn: np.ndarray, batch: int = 16) -> np.ndarray:
+    """Audio embeddings [b, e] of many clips, ``batch`` at a time (jitted)."""
+    out = [np.asarray(_embed_audio_jit(model, jnp.asarray(wav_bn[i:i + batch])))
+           for i in range(0, len(wav_bn), batch)]
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.embed_dim), np.float32)
+
+
+def embed_prompts_batched(model: Mulan, prompts: list[str], batch: int = 64) -> np.ndarray:
+    """Text embeddings [b, e] of many prompts, ``batch`` at a time (jitted)."""
+    out = [np.asarray(model.embed_prompts(prompts[i:i + batch]))
+           for i in range(0, len(prompts), batch)]
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.embed_dim), np.float32)

@@ -1,0 +1,166 @@
+"""MuLan: shapes, unit norm, tokenizer, InfoNCE against numpy, conditioning RVQ,
+a tiny contrastive run that learns, and an exact save/load round trip."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from musicrl.config import presets_of, resolve
+from musicrl.mulan import (
+    Mulan,
+    MulanConfig,
+    MulanError,
+    embed_audio_batched,
+    encode_texts,
+    fit_conditioning_rvq,
+    info_nce,
+    load_mulan,
+    save_mulan,
+    train_text_tokenizer,
+)
+from training.loop import read_metrics
+from training.mulan import MulanTrainConfig, retrieval_metrics, train_mulan
+
+CAPTIONS = ["a calm piano chorale in c major, 60 bpm", "fast celtic fiddle reel with drums",
+            "a slow folk song on acoustic guitar", "lively jig, 120 bpm, flute and bodhran"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    cfg = presets_of(MulanConfig)["tiny"]
+    tok = train_text_tokenizer(CAPTIONS * 5, cfg.vocab_size)
+    return Mulan(cfg, tok, rngs=nnx.Rngs(0, vq=1))
+
+
+def test_shapes_and_unit_norm(tiny_model):
+    cfg = tiny_model.cfg
+    wav = jnp.asarray(np.random.default_rng(0).normal(0, 0.1, (3, cfg.crop_samples)), jnp.float32)
+    a = embed_audio_batched(tiny_model, np.asarray(wav))
+    t = tiny_model.embed_prompts(["calm piano", "drums", ""])
+    assert a.shape == t.shape == (3, cfg.embed_dim)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(t, axis=-1), 1.0, atol=1e-5)
+    frames = nnx.jit(lambda m, w: m.audio_frames(w))(tiny_model, wav)
+    assert cfg.frame_rate == 25.0
+    assert frames.shape == (3, int(cfg.crop_samples / cfg.sample_rate * 25), cfg.audio_width)
+    for tokens in (tiny_model.tokens_for_audio(wav), tiny_model.tokens_for_text(["a", "b", "c"])):
+        assert tokens.shape == (3, cfg.rvq_levels) and tokens.dtype == jnp.int32
+        assert 0 <= int(tokens.min()) and int(tokens.max()) < cfg.rvq_codebook_size
+
+
+def test_tokenizer_round_trip_and_padding(tiny_model):
+    tok = tiny_model.tokenizer
+    text = "A Lively JIG, 120 bpm — with Flute & an unseen wörd!"
+    assert tok.decode(tok.encode(text).ids) == text.lower()
+    ids, mask = encode_texts(tok, [CAPTIONS[0], "", "x " * 100], max_len=16)
+    assert ids.shape == mask.shape == (3, 16)
+    n0 = len(tok.encode(CAPTIONS[0]).ids)
+    assert mask[0].sum() == min(n0, 16) and mask[1].sum() == 1 and mask[2].all()
+    assert (ids[~mask] == tok.token_to_id("[PAD]")).all()
+    # padding does not change the embedding of a caption
+    long = "a calm piano chorale in c major, 60 bpm, " * 3
+    ids, mask = encode_texts(tok, [long, long], max_len=32)
+    mask[1, 20:] = False
+    ids[1, 20:] = 0
+    embed = nnx.jit(lambda m, i, k: m.embed_text(i, k))
+    e = embed(tiny_model, jnp.asarray(ids), jnp.asarray(mask))
+    e_short = embed(tiny_model, jnp.asarray(ids[1:, :20]), jnp.asarray(mask[1:, :20]))
+    np.testing.assert_allclose(e[1], e_short[0], atol=1e-5)
+    assert not np.allclose(e[0], e[1], atol=1e-3)  # the masked tokens did count in row 0
+
+
+def _np_info_nce(t, a, scale):
+    logits = scale * t @ a.T
+
+    def ce_rows(z):
+        z = z - z.max(1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        return -np.mean(np.diag(logp))
+
+    return 0.5 * (ce_rows(logits) + ce_rows(logits.T))
+
+
+def test_info_nce_matches_numpy():
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=(5, 8))
+    a = rng.normal(size=(5, 8))
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    for scale in (1.0, 14.3):
+        got = info_nce(jnp.asarray(t, jnp.float32), jnp.asarray(a, jnp.float32),
+                       jnp.log(jnp.float32(scale)))
+        np.testing.assert_allclose(float(got), _np_info_nce(t, a, scale), rtol=1e-5)
+    # matched pairs give a lower loss than shuffled ones
+    assert float(info_nce(jnp.asarray(t), jnp.asarray(t), jnp.log(10.0))) < \
+        float(info_nce(jnp.asarray(t), jnp.asarray(a), jnp.log(10.0)))
+
+
+def test_retrieval_metrics():
+    x = np.eye(20)
+    m = retrieval_metrics(x, x)
+    assert m["t2a_r@1"] == m["a2t_r@1"] == 1.0 and m["chance_r@10"] == 0.5
+    m = retrieval_metrics(x, np.roll(x, 1, axis=0))
+    assert m["t2a_r@1"] == 0.0
+
+
+def test_conditioning_rvq_cosine_improves_with_levels(tiny_model):
+    rng = np.random.default_rng(2)
+    centers = rng.normal(size=(6, 128))
+    x = centers[rng.integers(6, size=400)] + 0.5 * rng.normal(size=(400, 128))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    model = nnx.clone(tiny_model)
+    cos = fit_conditioning_rvq(model, x, ema_passes=2, batch=128)["final"]
+    assert len(cos) == model.cfg.rvq_levels
+    assert cos[0] < cos[3] < cos[-1], cos
+    assert all(b >= a - 1e-3 for a, b in zip(cos, cos[1:], strict=False)), cos
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_corpus, tmp_path_factory):
+    data_cfg, _ = tiny_corpus
+    workdir = tmp_path_factory.mktemp("mulan")
+    cfg = resolve(MulanTrainConfig, "tiny", [
+        f"data_root={data_cfg.root}", f"loop.workdir={workdir}", "loop.steps=40",
+        "loop.log_every=10", "loop.ckpt_every=40", "eval_every=40", "lr=3e-3"])
+    return cfg, train_mulan(cfg, progress=False)
+
+
+def test_tiny_training_reduces_contrastive_loss(trained):
+    cfg, weights = trained
+    rows = read_metrics(cfg.loop.workdir)
+    assert rows[-1]["loss"] < 0.8 * rows[0]["loss"], (rows[0]["loss"], rows[-1]["loss"])
+    assert "valid/t2a_r@1" in rows[-1] and "valid/chance_r@1" in rows[-1]
+    assert (weights / "tokenizer.json").exists()
+
+
+def test_tiny_run_exports_rvq_report(trained):
+    cfg, weights = trained
+    model, meta = load_mulan(cfg.loop.workdir)  # a work dir resolves to its weights/
+    assert meta["steps"] == cfg.loop.steps and model.cfg == cfg.model
+    cos = meta["report"]["rvq_cosine_per_level"]
+    assert len(cos) == cfg.model.rvq_levels and cos[-1] > cos[0]
+    for key in ("rvq_cosine_valid_audio", "rvq_cosine_valid_text"):
+        assert len(meta["report"][key]) == cfg.model.rvq_levels
+    assert meta["report"]["valid"]["valid/pool"] >= 2
+
+
+def test_save_load_round_trip_is_exact(tiny_model, tmp_path):
+    model = nnx.clone(tiny_model)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(64, 128))
+    fit_conditioning_rvq(model, x / np.linalg.norm(x, axis=1, keepdims=True), ema_passes=0)
+    save_mulan(tmp_path / "w", model, meta={"note": "test"})
+    again, meta = load_mulan(tmp_path / "w")
+    assert meta["note"] == "test" and meta["component"] == "mulan"
+    wav = rng.normal(0, 0.1, (2, model.cfg.crop_samples)).astype(np.float32)
+    prompts = ["a calm chorale", "a fast reel with drums"]
+    np.testing.assert_array_equal(embed_audio_batched(model, wav),
+                                  embed_audio_batched(again, wav))
+    np.testing.assert_array_equal(model.embed_prompts(prompts), again.embed_prompts(prompts))
+    np.testing.assert_array_equal(model.tokens_for_text(prompts), again.tokens_for_text(prompts))
+    np.testing.assert_array_equal(model.tokens_for_audio(wav), again.tokens_for_audio(wav))
+    with pytest.raises(MulanError, match="not a MuLan folder"):
+        load_mulan(tmp_path)

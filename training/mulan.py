@@ -1,0 +1,251 @@
+"""``musicrl train mulan``: MuLan on (clip, caption) pairs, then its conditioning RVQ.
+
+Loss (DESIGN §6.1): symmetric InfoNCE with a learned temperature over the batch;
+the loader draws one caption phrasing per example and step. After the
+contrastive phase the conditioning RVQ is fitted on audio embeddings of the
+training split (k-means + EMA passes, :mod:`musicrl.mulan.conditioning`), and
+weights + ``tokenizer.json`` are exported to ``<workdir>/weights``. A hook logs
+retrieval on the valid split (text→audio and audio→text recall@1/@10, chance
+beside them). Checkpoints hold the contrastive phase only; the RVQ is fitted
+again from the final model whenever the run ends (also after a resume), and
+only the exported weights carry it. The shared loop (:mod:`training.loop`) owns resume, checkpoints
+and logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tokenizers
+from flax import nnx
+
+from musicrl.codec.model import count_params
+from musicrl.config import opt, presets_of, register_presets, to_dict
+from musicrl.data.config import LoaderConfig
+from musicrl.mulan import (
+    TOKENIZER_FILE,
+    Mulan,
+    MulanConfig,
+    embed_audio_batched,
+    embed_prompts_batched,
+    fit_conditioning_rvq,
+    reconstruction_cosine,
+    save_mulan,
+    train_text_tokenizer,
+)
+from training.loop import Hook, LoopConfig, run_loop
+
+__all__ = ["MulanTrainConfig", "train_mulan", "train_step", "retrieval_metrics"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MulanTrainConfig:
+    model: MulanConfig = MulanConfig()
+    loop: LoopConfig = LoopConfig(workdir="runs/mulan-small", steps=8_000)
+    data_root: str = opt("data/small", "corpus to train on (musicrl data build)")
+    batch_size: int = opt(32, "(clip, caption) pairs per step: the InfoNCE negatives", min=2)
+    lr: float = opt(5e-4, "peak learning rate (AdamW, warmup + cosine decay)", min=0.0)
+    warmup_steps: int = opt(300, "linear warmup steps", min=0)
+    weight_decay: float = opt(1e-2, "AdamW weight decay", min=0.0)
+    grad_clip: float = opt(1.0, "global gradient-norm clip", min=0.0)
+    eval_every: int = opt(500, "steps between retrieval evaluations on the valid split", min=1)
+    eval_clips: int = opt(512, "at most this many valid clips in the retrieval pool", min=2)
+    rvq_crops_per_clip: int = opt(4, "audio crops per train clip for fitting the RVQ", min=1)
+    rvq_ema_passes: int = opt(3, "EMA passes over the embeddings after k-means", min=0)
+
+
+register_presets(MulanTrainConfig, {
+    "tiny": MulanTrainConfig(
+        model=presets_of(MulanConfig)["tiny"],
+        loop=LoopConfig(workdir="runs/mulan-tiny", steps=20, log_every=5, ckpt_every=10),
+        data_root="data/tiny", batch_size=4, lr=2e-3, warmup_steps=2, eval_every=10,
+        eval_clips=16, rvq_crops_per_clip=4, rvq_ema_passes=2),
+    "small": MulanTrainConfig(),
+    "base": MulanTrainConfig(model=presets_of(MulanConfig)["base"],
+                             loop=LoopConfig(workdir="runs/mulan-base", steps=100_000),
+                             data_root="data/base", batch_size=256),
+})
+
+
+def make_optimizer(model: Mulan, cfg: MulanTrainConfig) -> nnx.Optimizer:
+    sched = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, max(cfg.warmup_steps, 1),
+                                               max(cfg.loop.steps, cfg.warmup_steps + 1),
+                                               end_value=cfg.lr * 0.05)
+    tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                     optax.adamw(sched, weight_decay=cfg.weight_decay))
+    return nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+
+def _loss(model: Mulan, ids: jax.Array, mask: jax.Array, wav: jax.Array):
+    return model.contrastive_loss(ids, mask, wav)
+
+
+@nnx.jit
+def train_step(model: Mulan, optimizer: nnx.Optimizer, ids: jax.Array, mask: jax.Array,
+               wav: jax.Array) -> dict[str, jax.Array]:
+    (_, metrics), grads = nnx.value_and_grad(_loss, has_aux=True)(model, ids, mask, wav)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    optimizer.update(model, grads)
+    return metrics
+
+
+# ----------------------------------------------------------------------------
+# Retrieval
+# ----------------------------------------------------------------------------
+
+def retrieval_metrics(text_ne: np.ndarray, audio_ne: np.ndarray, ks: tuple[int, ...] = (1, 10)
+                      ) -> dict[str, float]:
+    """Recall@k of pair i (text i ↔ audio i) in both directions, with chance k / N."""
+    sims = np.asarray(text_ne) @ np.asarray(audio_ne).T
+    n = sims.shape[0]
+    # rank of the true match = number of candidates scoring strictly higher
+    t2a_rank = np.sum(sims > np.diag(sims)[:, None], axis=1)
+    a2t_rank = np.sum(sims > np.diag(sims)[None, :], axis=0)
+    out = {"pool": float(n)}
+    for k in ks:
+        out[f"t2a_r@{k}"] = float(np.mean(t2a_rank < k))
+        out[f"a2t_r@{k}"] = float(np.mean(a2t_rank < k))
+        out[f"chance_r@{k}"] = min(k, n) / n
+    return out
+
+
+def _fixed_crops(root: str, clips, n: int, seed: int, per_clip: int = 1) -> np.ndarray:
+    from musicrl.data.loader import read_crop
+
+    rng = np.random.default_rng(seed)
+    return np.stack([read_crop(Path(root) / c.path, n, rng)[0]
+                     for c in clips for _ in range(per_clip)])
+
+
+def _valid_pairs(cfg: MulanTrainConfig) -> tuple[np.ndarray, list[str]] | None:
+    """Fixed crops [N, n] and first captions of up to ``eval_clips`` captioned valid clips."""
+    from musicrl.data.manifest import load_clips
+
+    clips = [c for c in load_clips(cfg.data_root, splits=["valid"]) if c.captions]
+    clips = clips[: cfg.eval_clips]
+    if len(clips) < 2:
+        print("mulan: fewer than 2 captioned valid clips; retrieval is not evaluated")
+        return None
+    wav = _fixed_crops(cfg.data_root, clips, cfg.model.crop_samples, seed=0)
+    return wav, [c.captions[0] for c in clips]
+
+
+def _retrieval_hook(cfg: MulanTrainConfig, pairs: tuple[np.ndarray, list[str]]
+                    ) -> tuple[Hook, dict[str, float]]:
+    """The valid-split retrieval hook, and a dict holding its latest metrics."""
+    wav, captions = pairs
+    last: dict[str, float] = {}
+
+    def fn(step: int, model: Mulan) -> dict[str, float]:
+        a = embed_audio_batched(model, wav)
+        t = embed_prompts_batched(model, captions)
+        metrics = {f"valid/{k}": v for k, v in retrieval_metrics(t, a).items()}
+        last.clear()
+        last.update(metrics, step=step)
+        return metrics
+
+    return Hook(cfg.eval_every, fn), last
+
+
+# ----------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------
+
+def _tokenizer(cfg: MulanTrainConfig, root: Path, clips) -> tokenizers.Tokenizer:
+    """The run's tokenizer: trained once on the train captions, kept in the work dir."""
+    path = root / TOKENIZER_FILE
+    if path.exists():
+        tok = tokenizers.Tokenizer.from_file(str(path))
+        if tok.get_vocab_size() > cfg.model.vocab_size:
+            raise ValueError(
+                f"{path} has {tok.get_vocab_size()} tokens, more than model.vocab_size="
+                f"{cfg.model.vocab_size}: resume with the config the run was started with, "
+                "or use a new loop.workdir")
+        return tok
+    captions = [cap for c in clips for cap in c.captions]
+    if not captions:
+        raise ValueError(f"the train split under {cfg.data_root} has no captions: MuLan needs "
+                         "(clip, caption) pairs; rebuild the corpus or import captions")
+    tok = train_text_tokenizer(captions, cfg.model.vocab_size)
+    root.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path))
+    return tok
+
+
+def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
+                extra_hooks: tuple[Hook, ...] = ()) -> Path:
+    """Trains (or resumes) MuLan, fits its conditioning RVQ; returns the weights folder."""
+    from musicrl.data.loader import make_loader
+    from musicrl.data.manifest import load_clips
+
+    root = Path(cfg.loop.workdir)
+    train_clips = load_clips(cfg.data_root, splits=["train"])
+    tok = _tokenizer(cfg, root, train_clips)
+    model = Mulan(cfg.model, tok, rngs=nnx.Rngs(cfg.loop.seed, vq=cfg.loop.seed + 1))
+    optimizer = make_optimizer(model, cfg)
+    crop = cfg.model.crop_samples
+    loader = make_loader(LoaderConfig(root=cfg.data_root, split="train",
+                                      batch_size=cfg.batch_size,
+                                      crop_seconds=crop / cfg.model.sample_rate,
+                                      seed=cfg.loop.seed))
+    print(f"mulan: {count_params(model) / 1e6:.2f} M parameters, {len(loader.clips)} training "
+          f"clips, vocabulary {tok.get_vocab_size()}")
+
+    def step_fn(model, optimizer, batch, step):
+        ids, mask = model.tokenize(batch["caption"])
+        return train_step(model, optimizer, jnp.asarray(ids), jnp.asarray(mask),
+                          jnp.asarray(batch["audio"]))
+
+    pairs = _valid_pairs(cfg)
+    hook, last_valid = _retrieval_hook(cfg, pairs) if pairs else (None, {})
+    t0 = time.time()
+    final = run_loop(cfg.loop, model=model, optimizer=optimizer, batches=loader,
+                     step_fn=step_fn, config=to_dict(cfg),
+                     hooks=[*([hook] if hook else []), *extra_hooks],
+                     items_per_step=cfg.batch_size, items_name="pairs", progress=progress,
+                     desc="mulan")
+    loader.close()
+    out = root / "weights"
+    if final < cfg.loop.steps:
+        return out
+
+    # Conditioning RVQ on audio embeddings of the training split.
+    wav = _fixed_crops(cfg.data_root, train_clips, crop, seed=cfg.loop.seed,
+                       per_clip=cfg.rvq_crops_per_clip)
+    emb = embed_audio_batched(model, wav)
+    if len(emb) < cfg.model.rvq_codebook_size:
+        raise ValueError(
+            f"fitting the conditioning RVQ needs at least rvq_codebook_size="
+            f"{cfg.model.rvq_codebook_size} embeddings, the train split gives {len(emb)}: raise "
+            "rvq_crops_per_clip or lower model.rvq_codebook_size")
+    rvq = fit_conditioning_rvq(model, emb, ema_passes=cfg.rvq_ema_passes, seed=cfg.loop.seed)
+    report = {"rvq_cosine_per_level": rvq["final"], "rvq_cosine_kmeans": rvq["kmeans"],
+              "rvq_embeddings": len(emb)}
+    if hook is not None:
+        if last_valid.get("step") != final:  # resumed after the end: evaluate once more
+            hook.fn(final, model)
+        report["valid"] = dict(last_valid)
+        # Held out: valid audio, and valid captions (text embeddings are what the RVQ
+        # quantizes at inference; the gap between the two modalities shows here).
+        report["rvq_cosine_valid_audio"] = reconstruction_cosine(
+            model, embed_audio_batched(model, pairs[0]))
+        report["rvq_cosine_valid_text"] = reconstruction_cosine(
+            model, embed_prompts_batched(model, pairs[1]))
+    held_out = (f"; valid audio {report['rvq_cosine_valid_audio'][-1]:.4f}, valid text "
+                f"{report['rvq_cosine_valid_text'][-1]:.4f}" if hook is not None else "")
+    print(f"conditioning RVQ: mean cos(embedding, {cfg.model.rvq_levels}-token reconstruction) "
+          f"= {rvq['final'][-1]:.4f} on {len(emb)} train audio embeddings{held_out}")
+    (root / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    save_mulan(out, model, meta={
+        "train_config": to_dict(cfg), "steps": final, "report": report,
+        "train_seconds_this_session": round(time.time() - t0, 1),
+        "params": count_params(model)})
+    print(f"inference weights: {out}")
+    return out
