@@ -25,9 +25,7 @@ Rows:
 
 Weights change nothing here but are accepted so the numbers are of the real model;
 the decoder that the weights do not have is built at random init with the same
-config. Numbers in docs were measured on the 2-core development machine while a
-codec training run was using both cores, so absolute rates are pessimistic (the
-ratios are fairer; the cpu columns fairest).
+config. Numbers in docs/codec.md were measured on the idle 2-core development machine.
 """
 
 from __future__ import annotations
