@@ -25,7 +25,7 @@ from musicrl.codec.losses import mel_loss, mr_stft_loss, si_sdr
 from musicrl.codec.model import Codec, count_params
 from musicrl.config import opt, presets_of, register_presets, to_dict
 from musicrl.data.config import LoaderConfig
-from training.loop import Hook, LoopConfig, run_loop
+from training.loop import Hook, LoopConfig, adamw_cosine, run_loop
 
 __all__ = ["CodecTrainConfig", "train_codec", "make_optimizer", "train_step"]
 
@@ -66,12 +66,8 @@ register_presets(CodecTrainConfig, {
 
 
 def make_optimizer(model: Codec, cfg: CodecTrainConfig) -> nnx.Optimizer:
-    sched = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, max(cfg.warmup_steps, 1),
-                                               max(cfg.loop.steps, cfg.warmup_steps + 1),
-                                               end_value=cfg.lr * 0.05)
-    tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
-                     optax.adamw(sched, b1=0.8, b2=0.99, weight_decay=cfg.weight_decay))
-    return nnx.Optimizer(model, tx, wrt=nnx.Param)
+    return adamw_cosine(model, lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.loop.steps,
+                        weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, b1=0.8, b2=0.99)
 
 
 def _loss(model: Codec, wav: jax.Array, n_q: jax.Array, w: tuple[float, float, float]):

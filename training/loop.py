@@ -31,7 +31,7 @@ import numpy as np
 from musicrl.checkpoint import Checkpointer
 from musicrl.config import opt
 
-__all__ = ["LoopConfig", "BatchSource", "Hook", "run_loop", "read_metrics"]
+__all__ = ["LoopConfig", "BatchSource", "Hook", "run_loop", "read_metrics", "adamw_cosine"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +58,20 @@ class Hook:
 
 
 StepFn = Callable[[Any, Any, dict[str, Any], int], dict[str, Any]]
+
+
+def adamw_cosine(model: Any, *, lr: float, warmup_steps: int, total_steps: int,
+                 weight_decay: float, grad_clip: float, b1: float = 0.9, b2: float = 0.999) -> Any:
+    """The trainers' optimizer: global-norm clip, AdamW, linear warmup + cosine decay to 5 %."""
+    import optax
+    from flax import nnx
+
+    sched = optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup_steps, 1),
+                                               max(total_steps, warmup_steps + 1),
+                                               end_value=lr * 0.05)
+    tx = optax.chain(optax.clip_by_global_norm(grad_clip),
+                     optax.adamw(sched, b1=b1, b2=b2, weight_decay=weight_decay))
+    return nnx.Optimizer(model, tx, wrt=nnx.Param)
 
 
 def _cut_log(path: Path, step: int) -> None:

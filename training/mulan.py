@@ -40,7 +40,7 @@ from musicrl.mulan import (
     save_mulan,
     train_text_tokenizer,
 )
-from training.loop import Hook, LoopConfig, run_loop
+from training.loop import Hook, LoopConfig, adamw_cosine, run_loop
 
 __all__ = ["MulanTrainConfig", "train_mulan", "train_step", "retrieval_metrics"]
 
@@ -75,12 +75,8 @@ register_presets(MulanTrainConfig, {
 
 
 def make_optimizer(model: Mulan, cfg: MulanTrainConfig) -> nnx.Optimizer:
-    sched = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, max(cfg.warmup_steps, 1),
-                                               max(cfg.loop.steps, cfg.warmup_steps + 1),
-                                               end_value=cfg.lr * 0.05)
-    tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
-                     optax.adamw(sched, weight_decay=cfg.weight_decay))
-    return nnx.Optimizer(model, tx, wrt=nnx.Param)
+    return adamw_cosine(model, lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.loop.steps,
+                        weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
 
 
 def _loss(model: Mulan, ids: jax.Array, mask: jax.Array, wav: jax.Array):
