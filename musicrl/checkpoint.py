@@ -484,7 +484,8 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
         for name, arr in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             with zf.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
+                # np.asarray(order='C') keeps 0-d arrays 0-d (ascontiguousarray makes them 1-d)
+                np.lib.format.write_array(f, np.asarray(arr, order="C"), allow_pickle=False)
 
 
 def _sha256(path: Path) -> str:
@@ -637,6 +638,8 @@ def load_weights(path: str | os.PathLike, model: nnx.Module, *,
         for p, entry in index.items():
             arr = npz[_name(p)]
             dtype = np.dtype(jnp.dtype(entry["dtype"]))
-            values[p] = arr.view(dtype) if arr.dtype != dtype else arr
+            arr = arr.view(dtype) if arr.dtype != dtype else arr
+            # files written before 0-d arrays were kept 0-d hold scalars as [1]
+            values[p] = arr.reshape(entry["shape"])
     nnx.update(model, _with_values(state, values))
     return meta

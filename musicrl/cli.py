@@ -222,11 +222,42 @@ def _cmd_train_mulan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_train_lm(args: argparse.Namespace) -> int:
+    from training.lm import LMTrainConfig, train_lm
+
+    preset = args.preset.removesuffix("-acoustic")
+    args.preset = f"{preset}-acoustic" if args.stage == "acoustic" else preset
+    cfg = _resolve(LMTrainConfig, args)
+    if cfg.model.stage != args.stage:
+        raise UserError(f"preset {args.preset!r} trains the {cfg.model.stage} stage, not "
+                        f"{args.stage}")
+    train_lm(cfg, progress=not args.quiet)
+    return EXIT_OK
+
+
+def _cmd_train_quality(args: argparse.Namespace) -> int:
+    from training.quality import QualityTrainConfig, train_quality
+
+    cfg = _resolve(QualityTrainConfig, args)
+    command = " ".join(["musicrl train quality --preset", args.preset, *args.overrides])
+    train_quality(cfg, progress=not args.quiet, command=command)
+    return EXIT_OK
+
+
+def _cmd_train_diversity(args: argparse.Namespace) -> int:
+    from training.diversity import DiversityTrainConfig, train_diversity
+
+    cfg = _resolve(DiversityTrainConfig, args)
+    command = " ".join(["musicrl train diversity --preset", args.preset, *args.overrides])
+    train_diversity(cfg, progress=not args.quiet, command=command)
+    return EXIT_OK
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from training.codec import CodecTrainConfig
 
     train = sub.add_parser("train", help="train a model (codec, …); resumable from its work dir")
-    tsub = train.add_subparsers(dest="train_cmd", required=True, metavar="{codec,semantic,mulan}")
+    tsub = train.add_subparsers(dest="train_cmd", required=True, metavar="{codec,semantic,mulan,lm,quality,diversity}")
     c = tsub.add_parser(
         "codec", help="the neural audio codec (encoder, residual VQ, iSTFT decoder)",
         description="Trains the SoundStream-style codec on a corpus. Checkpoints, metrics.jsonl "
@@ -260,6 +291,46 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_config_args(m, MulanTrainConfig)
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=_cmd_train_mulan)
+
+    from training.lm import LMTrainConfig
+
+    lm = tsub.add_parser(
+        "lm", help="a generator stage: semantic p(S | MuLan) or acoustic p(A | S, MuLan)",
+        description="Trains one stage of the MusicLM hierarchy from the token cache (`musicrl "
+                    "tokenize`) and the MuLan tokens of each clip's audio (computed once, cached "
+                    "beside the tokens), with conditioning dropout for CFG. --stage acoustic "
+                    "uses the <preset>-acoustic preset. Resumes exactly from loop.workdir; "
+                    "weights go to <workdir>/weights.")
+    lm.add_argument("--stage", required=True, choices=("semantic", "acoustic"),
+                    help="which stage to train")
+    _add_config_args(lm, LMTrainConfig)
+    lm.add_argument("--quiet", action="store_true", help="no progress bar")
+    lm.set_defaults(func=_cmd_train_lm)
+
+    from training.diversity import DiversityTrainConfig
+    from training.quality import QualityTrainConfig
+
+    q = tsub.add_parser(
+        "quality", help="the quality (MOS) predictor, on graded degradations or human ratings",
+        description="Trains the reference-free quality predictor (score 1-5) with a pairwise "
+                    "ranking + regression loss on train clips and graded degradations of them "
+                    "(codec resynthesis, token corruption, noise, clipping, low-pass, "
+                    "dropouts; the codec versions are cached in cache_dir). With "
+                    "ratings=FILE.jsonl (rows {\"audio\", \"rating\": 1..5, \"rater\", "
+                    "\"prompt\"}) it finetunes init=WEIGHTS on human ratings instead. "
+                    "Resumable from loop.workdir; weights go to <workdir>/weights.")
+    _add_config_args(q, QualityTrainConfig)
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=_cmd_train_quality)
+    d = tsub.add_parser(
+        "diversity", help="the self-supervised diversity embedder (InfoNCE on chunk pairs)",
+        description="Trains an audio embedder whose positive pairs are two non-overlapping "
+                    "chunks of the same clip (symmetric InfoNCE, in-batch negatives); logs "
+                    "valid chunk retrieval beside chance. Resumable from loop.workdir; weights "
+                    "go to <workdir>/weights.")
+    _add_config_args(d, DiversityTrainConfig)
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=_cmd_train_diversity)
 
 
 # ----------------------------------------------------------------------------
@@ -329,9 +400,156 @@ def _cmd_eval_estimators(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_eval_mulan(args: argparse.Namespace) -> int:
+    from musicrl.data.manifest import load_clips
+    from musicrl.evaluation.mulan import evaluate_mulan, format_table, write_report
+    from musicrl.mulan import load_mulan
+
+    model, _ = load_mulan(args.weights)
+    clips = load_clips(args.root, splits=[args.split])
+    if args.max_clips:
+        clips = clips[:: max(1, len(clips) // args.max_clips)][: args.max_clips]
+    try:
+        rep = evaluate_mulan(model, clips, load_clips(args.root, splits=["train"]), args.root,
+                             progress=not args.quiet)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    rep["weights"] = str(args.weights)
+    out = Path(args.out or f"runs/eval/mulan-{args.split}")
+    write_report(rep, out)
+    print(format_table(rep))
+    print(f"\nreport: {out / 'report.json'}, {out / 'report.md'}; plot: {out / 'mulan.png'}")
+    return EXIT_OK
+
+
+def _cmd_eval_fad(args: argparse.Namespace) -> int:
+    from musicrl.evaluation import fad_report as fr
+
+    try:
+        if args.sanity:
+            rep = fr.fad_sanity(args.root, args.codec, args.cache, n=args.n or 200,
+                                seeds=args.seeds, progress=not args.quiet)
+            out = Path(args.out or "runs/eval/fad")
+            fr.write_sanity(rep, out)
+            print(fr.format_sanity(rep))
+            print(f"\nreport: {out / 'fad_sanity.json'}; plot: {out / 'fad_sanity.png'}")
+            return EXIT_OK
+        if not args.eval:
+            raise UserError("give --eval SET (a split name or a folder of audio), or --sanity")
+        rep = fr.fad_sets(args.ref, args.eval, args.root, args.cache, args.n, args.seeds,
+                          progress=not args.quiet)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    print(f"FAD ({rep['embedding']} embedding, {rep['protocol']})")
+    for r in rep["rows"]:
+        print(f"  {r['row']}: {r['mean']:.3f} ± {r['std']:.3f} (n={r['n']})")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "fad.json").write_text(json.dumps(rep, indent=2) + "\n")
+    return EXIT_OK
+
+
+def _cmd_eval_quality(args: argparse.Namespace) -> int:
+    from musicrl.checkpoint import CheckpointError
+    from rewards.evaluate import evaluate_quality, format_quality_table
+    from rewards.quality import load_quality
+
+    try:
+        model, meta = load_quality(args.weights)
+        codec = None
+        if not args.no_codec:
+            from musicrl.codec import load_codec
+
+            codec, _ = load_codec(args.codec)
+    except CheckpointError as e:
+        raise UserError(str(e)) from None
+    out = Path(args.out or Path("runs/eval") / f"quality-{args.split}")
+    command = (f"musicrl eval quality --weights {args.weights} --root {args.root} --split "
+               f"{args.split} --crop-seconds {args.crop_seconds}"
+               + (" --no-codec" if args.no_codec else f" --codec {args.codec}")
+               + (f" --max-clips {args.max_clips}" if args.max_clips else "") + f" --out {out}")
+    cache = Path(args.cache_dir) / (f"eval-{args.split}-{Path(args.root).name}-"
+                                    f"{args.crop_seconds:g}s-{args.max_clips or 'all'}"
+                                    f"{'-nocodec' if args.no_codec else ''}.npz")
+    try:
+        report = evaluate_quality(model, args.root, codec=codec, split=args.split,
+                                  crop_seconds=args.crop_seconds, max_clips=args.max_clips,
+                                  cache=str(cache), out=out, progress=not args.quiet,
+                                  meta={"weights": str(args.weights), "command": command,
+                                        "steps": meta.get("steps")})
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    print(f"quality {args.weights} (step {meta.get('steps', '?')}), {report['data']['clips']} "
+          f"{args.split} clips × held-out settings\n")
+    print(format_quality_table(report))
+    print(f"\nreport: {out / 'report.json'}; plot: {out / 'quality.png'}")
+    return EXIT_OK
+
+
+def _cmd_eval_diversity(args: argparse.Namespace) -> int:
+    from musicrl.checkpoint import CheckpointError
+    from rewards.diversity import load_diversity
+    from rewards.evaluate import evaluate_diversity, format_diversity_table
+
+    try:
+        model, meta = load_diversity(args.weights)
+    except CheckpointError as e:
+        raise UserError(str(e)) from None
+    if args.distractors < 1:
+        raise UserError("--distractors must be at least 1")
+    chunk = args.chunk_seconds or meta.get("train_config", {}).get("chunk_seconds", 3.0)
+    out = Path(args.out or Path("runs/eval") / f"diversity-{args.split}")
+    command = (f"musicrl eval diversity --weights {args.weights} --root {args.root} --split "
+               f"{args.split} --distractors {args.distractors} --chunk-seconds {chunk:g} "
+               f"--out {out}")
+    try:
+        report = evaluate_diversity(model, args.root, split=args.split, chunk_seconds=chunk,
+                                    distractors=args.distractors, out=out,
+                                    meta={"weights": str(args.weights), "command": command,
+                                          "steps": meta.get("steps")})
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    print(f"diversity {args.weights} (step {meta.get('steps', '?')}), {report['data']['clips']} "
+          f"{args.split} clips, chunks of {chunk:g} s\n")
+    print(format_diversity_table(report))
+    print(f"\nreport: {out / 'report.json'}; plot: {out / 'diversity.png'}")
+    return EXIT_OK
+
+
+def _cmd_eval_generate(args: argparse.Namespace) -> int:
+    from musicrl.evaluation.generation import evaluate_generation, format_table, write_report
+    from musicrl.pipeline import Pipeline
+
+    overrides = {k: v for k, v in (("semantic", args.semantic), ("acoustic", args.acoustic))
+                 if v}
+    pipe = Pipeline.from_pretrained(args.model, **overrides)
+    embed = None
+    if args.diversity and Path(args.diversity).exists():
+        from rewards.diversity import DiversityReward  # the CLI alone may reach rewards/
+
+        embed = DiversityReward(args.diversity).embed
+    elif args.diversity:
+        print(f"note: no diversity embedder at {args.diversity}; diversity is not measured",
+              file=sys.stderr)
+    out = Path(args.out)
+    try:
+        rep = evaluate_generation(
+            pipe, args.root, split=args.split, max_prompts=args.max_prompts,
+            seconds=args.seconds, guidance=[float(g) for g in args.guidance.split(",")],
+            seed=args.seed, batch=args.batch, estimators_dir=args.estimators,
+            diversity_embed=embed, out=out, progress=not args.quiet)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    write_report(rep, out)
+    print(format_table(rep))
+    print(f"\nreport: {out / 'report.json'}, {out / 'report.md'}; plot: "
+          f"{out / 'generation.png'}")
+    return EXIT_OK
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate a model and write a report (JSON, PNG plots)")
-    esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="{codec,estimators}")
+    esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="{codec,estimators,mulan,fad,generate}")
     c = esub.add_parser(
         "codec", help="the codec on held-out clips beside Opus: mel/STFT/SI-SDR, code usage",
         description="Encodes and decodes every clip of a split with 1, 2, 4 and 8 RVQ levels and "
@@ -371,6 +589,108 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--retrain", action="store_true", help="train the classifier again")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=_cmd_eval_estimators)
+    qe = esub.add_parser(
+        "quality", help="the quality predictor: Spearman vs severity, clean > degraded",
+        description="Scores a fixed crop of every clip of a split (default test: never trained "
+                    "on) and its versions at the held-out degradation settings (never trained "
+                    "on), and reports per family and overall the Spearman correlation of the "
+                    "score with −severity and the % of (clean, degraded) pairs of one clip where "
+                    "the clean crop scores higher. Writes report.json and quality.png to --out.")
+    qe.add_argument("--weights", default="assets/small/quality",
+                    help="quality weights folder or training work dir")
+    qe.add_argument("--root", default="data/small", help="data root (default data/small)")
+    qe.add_argument("--split", default="test", choices=("valid", "test"),
+                    help="clips (default test)")
+    qe.add_argument("--codec", default="assets/small/codec",
+                    help="codec for the codec/tokens families (default assets/small/codec)")
+    qe.add_argument("--no-codec", action="store_true", help="skip the codec/tokens families")
+    qe.add_argument("--crop-seconds", type=float, default=3.0, help="crop scored per clip")
+    qe.add_argument("--max-clips", type=int, default=None, help="only N clips, evenly spaced")
+    qe.add_argument("--cache-dir", default="runs/quality-cache",
+                    help="where the degraded test set is cached (default runs/quality-cache)")
+    qe.add_argument("--out", default=None, help="report folder (default runs/eval/quality-SPLIT)")
+    qe.add_argument("--quiet", action="store_true", help="no progress messages")
+    qe.set_defaults(func=_cmd_eval_quality)
+    de = esub.add_parser(
+        "diversity", help="the diversity embedder: same-clip chunk retrieval vs 100 distractors",
+        description="For every clip of a split, the first chunk must retrieve the last "
+                    "(non-overlapping) chunk of the same clip among itself and the last chunks "
+                    "of N distractor clips from other pieces; chance is 1/(N+1). Also reports "
+                    "distractors from any clip and an untrained mean-log-mel baseline. Writes "
+                    "report.json and diversity.png to --out.")
+    de.add_argument("--weights", default="assets/small/diversity",
+                    help="diversity weights folder or training work dir")
+    de.add_argument("--root", default="data/small", help="data root (default data/small)")
+    de.add_argument("--split", default="test", choices=("valid", "test"),
+                    help="clips (default test)")
+    de.add_argument("--distractors", type=int, default=100, help="distractor clips (default 100)")
+    de.add_argument("--chunk-seconds", type=float, default=None,
+                    help="chunk length (default: the one the model was trained with)")
+    de.add_argument("--out", default=None,
+                    help="report folder (default runs/eval/diversity-SPLIT)")
+    de.add_argument("--quiet", action="store_true", help="(accepted for symmetry)")
+    de.set_defaults(func=_cmd_eval_diversity)
+    m = esub.add_parser(
+        "mulan", help="MuLan: retrieval R@1/R@10, zero-shot attributes, free-form prompts, RVQ",
+        description="Embeds every clip of a split (windows averaged) and its captions, and "
+                    "reports text→audio / audio→text recall@1/@10 over the whole pool beside "
+                    "chance, zero-shot melody family / tempo bucket / mode / drums accuracy from "
+                    "label-prompt ensembles, the top-5 clips for everyday free-form prompts, "
+                    "and the conditioning RVQ's reconstruction cosine. Writes report.json, "
+                    "report.md and mulan.png to --out.")
+    m.add_argument("--weights", default="assets/small/mulan",
+                   help="MuLan weights folder or training work dir (default assets/small/mulan)")
+    m.add_argument("--root", default="data/small", help="data root (default data/small)")
+    m.add_argument("--split", default="test", choices=("valid", "test"),
+                   help="clips in the pool (default test)")
+    m.add_argument("--max-clips", type=int, default=None, help="only N clips (default: all)")
+    m.add_argument("--out", default=None, help="report folder (default runs/eval/mulan-SPLIT)")
+    m.add_argument("--quiet", action="store_true", help="no progress bars")
+    m.set_defaults(func=_cmd_eval_mulan)
+    f = esub.add_parser(
+        "fad", help="Fréchet audio distance between audio sets; --sanity for the sanity table",
+        description="FAD in the fixed handcrafted-v1 embedding (trained on nothing), "
+                    "standardized by the reference set, n clips per side, one draw per seed. "
+                    "A set is a split name (train/valid/test) or a folder of audio files. "
+                    "--sanity prints FAD(valid vs test) < FAD(test vs codec q2) < FAD(test vs "
+                    "codec q1) < FAD(test vs pink noise) for every seed.")
+    f.add_argument("--ref", default="test", help="reference set (default test)")
+    f.add_argument("--eval", action="append", default=[],
+                   help="set to compare (repeatable): split name or audio folder")
+    f.add_argument("--sanity", action="store_true", help="the four-row sanity table")
+    f.add_argument("--codec", default=DEFAULT_CODEC, help="codec for --sanity")
+    f.add_argument("--root", default="data/small", help="data root (default data/small)")
+    f.add_argument("--n", type=int, default=None,
+                   help="clips per side per draw (default: the smaller set; 200 for --sanity)")
+    f.add_argument("--seeds", type=int, default=3, help="draws (default 3)")
+    f.add_argument("--cache", default="runs/fad-cache", help="feature caches")
+    f.add_argument("--out", default=None, help="report folder")
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.set_defaults(func=_cmd_eval_fad)
+    g = esub.add_parser(
+        "generate", help="the generator on a split's prompts: MCC, FAD, adherence, diversity",
+        description="Generates one clip per caption of the split at each CFG scale and reports "
+                    "MuLan cycle consistency beside the real clips, FAD beside shuffled-token "
+                    "and codec-resynthesis baselines, attribute adherence by the independent "
+                    "estimators beside permutation chance, and within-prompt diversity. "
+                    "Writes report.json, report.md, generation.png and example WAVs to --out.")
+    g.add_argument("--model", default="assets/small", help="bundle folder")
+    g.add_argument("--semantic", default=None, help="override: stage S weights")
+    g.add_argument("--acoustic", default=None, help="override: stage A weights")
+    g.add_argument("--root", default="data/small", help="data root (default data/small)")
+    g.add_argument("--split", default="test", choices=("valid", "test"))
+    g.add_argument("--max-prompts", type=int, default=None, help="only N prompts (default all)")
+    g.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
+    g.add_argument("--guidance", default="3,1", help="CFG scales, first is the main one")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--batch", type=int, default=16, help="clips per generate call")
+    g.add_argument("--estimators", default="runs/estimators",
+                   help="where the estimators' classifier lives (trained if missing)")
+    g.add_argument("--diversity", default="assets/small/diversity",
+                   help="diversity embedder weights ('' to skip)")
+    g.add_argument("--out", default="runs/eval/generate", help="report folder")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.set_defaults(func=_cmd_eval_generate)
 
 
 # ----------------------------------------------------------------------------
@@ -461,6 +781,193 @@ def _add_tokenize(sub: argparse._SubParsersAction) -> None:
 
 _GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data, _add_train, _add_eval, _add_codec, _add_tokenize]
+
+
+# ----------------------------------------------------------------------------
+# export (the app's preference data)
+# ----------------------------------------------------------------------------
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from app.export import export, parse_formats
+    from app.store import SqliteStore
+
+    formats = parse_formats(args.format)
+    if args.with_audio and not Path(args.audio_dir).is_dir():
+        raise UserError(f"--audio-dir {args.audio_dir} is not a folder; give the app's audio "
+                        "folder, or leave out --with-audio")
+    with SqliteStore(args.db, args.audio_dir, create=False) as store:
+        report = export(store, args.out, formats, with_audio=args.with_audio, force=args.force)
+    print(report.summary())
+    return EXIT_OK if report.complete else EXIT_PARTIAL
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser(
+        "export", help="export arena votes: JSONL, Parquet, TRL preference layout, CSV, audio zip",
+        description="Writes the app's votes (joined with their pairs) into --out: votes.jsonl, "
+                    "votes.parquet, trl.jsonl (prompt/chosen/rejected; tie and both_bad votes "
+                    "left out), votes.csv (formula-escaped for spreadsheets), with --with-audio "
+                    "audio.zip of the referenced clips (audio/<sha256>.flac), and export.json. "
+                    "Files are written atomically; existing ones are kept unless --force. "
+                    f"Exit status {EXIT_PARTIAL} if referenced audio is missing.")
+    e.add_argument("--db", required=True, help="the app's preference database (SQLite file)")
+    e.add_argument("--audio-dir", required=True, help="the app's audio folder")
+    e.add_argument("--out", required=True, help="folder to write the export into")
+    e.add_argument("--format", default="jsonl,parquet,trl,csv",
+                   help="comma-separated: jsonl, parquet, trl, csv (default all)")
+    e.add_argument("--with-audio", action="store_true", help="also write audio.zip")
+    e.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    e.set_defaults(func=_cmd_export)
+
+
+_GROUPS.append(_add_export)
+
+# ----------------------------------------------------------------------------
+# generate
+# ----------------------------------------------------------------------------
+
+DEFAULT_BUNDLE = "assets/small"
+
+
+def _prompts_of(args: argparse.Namespace) -> list[str]:
+    prompts = list(args.prompt or [])
+    if args.prompts_file:
+        path = Path(args.prompts_file)
+        if not path.is_file():
+            raise UserError(f"--prompts-file {path}: no such file (one prompt per line)")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path} is not UTF-8 text (one prompt per line)") from None
+        prompts += [line.strip() for line in text.splitlines()
+                    if line.strip() and not line.lstrip().startswith("#")]
+    if not prompts:
+        raise UserError('give a prompt, e.g. musicrl generate "a calm piano piece" -o out.wav, '
+                        "or --prompts-file FILE")
+    return prompts
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from musicrl.audio import write_wav_atomic
+    from musicrl.pipeline import Pipeline
+
+    prompts = _prompts_of(args)
+    if args.n < 1 or args.n > 64:
+        raise UserError(f"--n {args.n}: choose 1 … 64 variations per prompt")
+    overrides = {k: v for k, v in (("semantic", args.semantic), ("acoustic", args.acoustic))
+                 if v}
+    pipe = Pipeline.from_pretrained(args.model, **overrides)
+    guidance = args.guidance if args.guidance_acoustic is None else \
+        (args.guidance, args.guidance_acoustic)
+    rows = [p for p in prompts for _ in range(args.n)]
+    out = Path(args.output)
+    single = len(rows) == 1 and out.suffix.lower() == ".wav"
+    if not single:
+        if out.suffix:
+            raise UserError(f"-o {out}: with several clips, -o names a folder (no suffix)")
+        out.mkdir(parents=True, exist_ok=True)
+    wavs = []
+    for i in range(0, len(rows), args.batch):
+        wavs.append(pipe.generate(rows[i:i + args.batch], seconds=args.seconds,
+                                  seed=args.seed + i, guidance=guidance,
+                                  temperature=args.temperature, top_k=args.top_k,
+                                  top_p=args.top_p))
+        t = pipe.timing
+        print(f"clips {i + 1}-{min(i + args.batch, len(rows))}/{len(rows)}: {t.total:.2f} s "
+              f"(text {t.text:.2f}, semantic {t.semantic:.2f}, acoustic {t.acoustic:.2f}, "
+              f"decode {t.decode:.2f}); {args.seconds * len(wavs[-1]) / max(t.total, 1e-9):.1f}× "
+              "real time", file=sys.stderr)
+    import numpy as np
+
+    wav = np.concatenate(wavs)
+    if single:
+        write_wav_atomic(out, wav[0], pipe.sample_rate)
+        print(out)
+        return EXIT_OK
+    index = []
+    for j, (p, w) in enumerate(zip(rows, wav, strict=False)):
+        name = f"{j // args.n:03d}-{j % args.n:02d}.wav"
+        write_wav_atomic(out / name, w, pipe.sample_rate)
+        index.append({"file": name, "prompt": p, "seed": args.seed + (j // args.batch) * args.batch,
+                      "row_in_batch": j % args.batch})
+    (out / "prompts.json").write_text(json.dumps(index, indent=2) + "\n")
+    print(f"{len(rows)} clips in {out} (prompts.json lists them)")
+    return EXIT_OK
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser(
+        "generate", help="text → music with the bundled (or any) model",
+        description="Generates audio from text prompts: MuLan text tokens → semantic stage → "
+                    "acoustic stage → codec decoder. The same prompts, seed and settings give "
+                    "bit-identical audio.",
+        epilog='example: musicrl generate "a calm piano piece in a minor key" --seconds 10 '
+               "--seed 0 -o out.wav")
+    g.add_argument("prompt", nargs="*", help="text prompt(s)")
+    g.add_argument("--prompts-file", default=None, help="a UTF-8 file, one prompt per line")
+    g.add_argument("-o", "--output", default="out.wav",
+                   help="a .wav file for one clip, else a folder (default out.wav)")
+    g.add_argument("--model", default=DEFAULT_BUNDLE,
+                   help=f"bundle folder (default {DEFAULT_BUNDLE})")
+    g.add_argument("--semantic", default=None, help="override: stage S weights folder")
+    g.add_argument("--acoustic", default=None, help="override: stage A weights folder")
+    g.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--n", type=int, default=1, help="variations per prompt (default 1)")
+    g.add_argument("--guidance", type=float, default=3.0,
+                   help="CFG scale γ (1 = none; default 3)")
+    g.add_argument("--guidance-acoustic", type=float, default=None,
+                   help="a separate γ for the acoustic stage (default: --guidance)")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    g.add_argument("--top-k", type=int, default=0, help="top-k filter (0 = off)")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus filter (1 = off)")
+    g.add_argument("--batch", type=int, default=8, help="clips per generate call (default 8)")
+    g.set_defaults(func=_cmd_generate)
+
+
+_GROUPS.append(_add_generate)
+
+
+# ----------------------------------------------------------------------------
+# app (the Gradio web app; `app` is imported only when the command runs)
+# ----------------------------------------------------------------------------
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    from app.server import AppError, run_from_args
+
+    try:
+        return run_from_args(args)
+    except AppError as e:
+        raise UserError(str(e)) from None
+
+
+def _add_app(sub: argparse._SubParsersAction) -> None:
+    # Keep in step with app.server.add_arguments (tests/app/test_ui.py checks they match).
+    a = sub.add_parser(
+        "app", help="serve the web app: create clips, arena votes, leaderboard, admin export",
+        description="Serves the Gradio web app (Create, Arena, Leaderboard, Data) on "
+                    "127.0.0.1 unless --host says otherwise. The admin view needs "
+                    "MUSICRL_ADMIN_TOKEN (16+ characters) in the environment; without it the "
+                    "admin view is disabled. See docs/app.md.")
+    a.add_argument("--systems", default=None, help="systems file (JSON or TOML; default: the "
+                   "bundled small model at guidance 3 and 1)")
+    a.add_argument("--db", default="runs/app/prefs.sqlite", help="preference database "
+                   "(default runs/app/prefs.sqlite; audio goes to <its folder>/audio)")
+    a.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    a.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    a.add_argument("--min-listen", type=float, default=3.0, metavar="S",
+                   help="seconds each arena clip must be played before voting (default 3)")
+    a.add_argument("--prompts", default=None, help="arena prompt set, one per line")
+    a.add_argument("--arena-seconds", type=float, default=5.0, help="arena clip length (s)")
+    a.add_argument("--workers", type=int, default=1, help="generations at once (default 1)")
+    a.add_argument("--max-pending", type=int, default=16,
+                   help="generations that may wait; more are refused (default 16)")
+    a.add_argument("--rate-per-minute", type=float, default=None,
+                   help="requests per minute per session (default 20; per address 3x)")
+    a.set_defaults(func=_cmd_app)
+
+
+_GROUPS.append(_add_app)
 
 
 def build_parser() -> argparse.ArgumentParser:

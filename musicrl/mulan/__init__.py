@@ -22,6 +22,7 @@ from musicrl.mulan.config import MulanConfig
 from musicrl.mulan.model import (
     Mulan,
     embed_audio_batched,
+    embed_audio_long,
     embed_prompts_batched,
     info_nce,
 )
@@ -29,7 +30,7 @@ from musicrl.mulan.text import encode_texts, train_text_tokenizer
 
 __all__ = [
     "MulanConfig", "Mulan", "MulanError", "info_nce", "train_text_tokenizer", "encode_texts",
-    "embed_audio_batched", "embed_prompts_batched", "fit_conditioning_rvq",
+    "embed_audio_batched", "embed_audio_long", "embed_prompts_batched", "fit_conditioning_rvq",
     "reconstruction_cosine", "save_mulan", "load_mulan", "TOKENIZER_FILE",
 ]
 

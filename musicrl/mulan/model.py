@@ -133,6 +133,35 @@ def embed_audio_batched(model: Mulan, wav_bn: np.ndarray, batch: int = 16) -> np
     return np.concatenate(out) if out else np.zeros((0, model.cfg.embed_dim), np.float32)
 
 
+def window_starts(n: int, window: int, hop: int) -> list[int]:
+    """Start samples of the windows that cover ``n`` samples (the last one ends at ``n``)."""
+    if n <= window:
+        return [0]
+    starts = list(range(0, n - window + 1, hop))
+    if starts[-1] != n - window:
+        starts.append(n - window)
+    return starts
+
+
+def embed_audio_long(model: Mulan, wav_bn: np.ndarray, *, hop_fraction: float = 0.75,
+                     batch: int = 16) -> np.ndarray:
+    """Unit audio embeddings [b, e] of clips of any length (DESIGN §8).
+
+    A clip longer than the tower's crop is cut into crop-long windows (overlap
+    ``1 − hop_fraction``, the last window flush with the end); the window
+    embeddings are averaged and renormalized. Shorter clips are zero-padded.
+    """
+    wav_bn = np.asarray(wav_bn, np.float32)
+    window = model.cfg.crop_samples
+    if wav_bn.shape[1] < window:
+        wav_bn = np.pad(wav_bn, ((0, 0), (0, window - wav_bn.shape[1])))
+    starts = window_starts(wav_bn.shape[1], window, max(1, int(window * hop_fraction)))
+    win = np.stack([wav_bn[:, s:s + window] for s in starts], axis=1)  # [b, w, n]
+    emb = embed_audio_batched(model, win.reshape(-1, window), batch).reshape(
+        len(wav_bn), len(starts), -1).mean(axis=1)
+    return emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-8)
+
+
 def embed_prompts_batched(model: Mulan, prompts: list[str], batch: int = 64) -> np.ndarray:
     """Text embeddings [b, e] of many prompts, ``batch`` at a time (jitted)."""
     out = [np.asarray(model.embed_prompts(prompts[i:i + batch]))

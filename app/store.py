@@ -1,0 +1,817 @@
+"""The preference store (DESIGN §4.3, §11): generations, served pairs, votes and ratings.
+
+:class:`PreferenceStore` is the interface the app codes against, so that a server database
+can replace SQLite later. :class:`SqliteStore` implements it:
+
+* **Durable**: WAL journal, ``synchronous=FULL``; every write is atomic (its own
+  transaction, or its own SAVEPOINT inside a group commit, see :meth:`SqliteStore._transact`)
+  and a method returns only after the COMMIT that holds its row, so an acknowledged write is
+  on disk and a crash (even SIGKILL or power loss) never leaves half a write.
+* **Votes exactly once**: a vote must reference a pair this browser session was served;
+  ``votes.pair_id`` is UNIQUE, so a second vote is refused by the database itself.
+  Refusals raise :class:`VoteError` (user-facing message, ``reason`` code) and store nothing.
+* **Versioned schema**: the ``schema_version`` table holds the version; :data:`MIGRATIONS`
+  are applied in order, each in its own transaction, when an older file is opened; a file
+  from a newer musicrl is refused with :class:`SchemaError`.
+* **Thread-safe**: one connection per thread; writes are serialised by a lock in the
+  process and by SQLite's write lock across processes.
+* **Audio content-addressed**: ``put_audio`` encodes 16-bit FLAC, names it by the SHA-256
+  of the encoded bytes (``<audio_dir>/<id[:2]>/<id>.flac``), writes it atomically (temp
+  file, fsync, rename, fsync of the folder) and never writes the same clip twice.
+* **Private**: browser session ids are kept only as an HMAC with a per-database random key
+  (``session_hash``): stable within a database, meaningless outside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import io
+import json
+import os
+import re
+import secrets
+import sqlite3
+import tempfile
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.security import TextError, clean_comment
+from musicrl.errors import MusicrlError
+
+__all__ = [
+    "AUDIO_SUFFIX",
+    "CHOICES",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Pair",
+    "PreferenceStore",
+    "RatingRow",
+    "SchemaError",
+    "SqliteStore",
+    "StoreError",
+    "Vote",
+    "VoteError",
+    "VoteRow",
+    "is_audio_id",
+]
+
+CHOICES = ("a", "b", "tie", "both_bad")
+AUDIO_SUFFIX = ".flac"
+MAX_COMMENT_CHARS = 1000
+_AUDIO_ID = re.compile(r"[0-9a-f]{64}")
+_PAIR_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+class StoreError(MusicrlError, ValueError):
+    """The store refused an input or cannot open its files; the message says what to do."""
+
+
+class SchemaError(StoreError):
+    """The database file is not a musicrl store this version can use."""
+
+
+class VoteError(StoreError):
+    """A vote was refused; nothing was stored. ``str(e)`` can be shown to the voter.
+
+    ``reason`` is one of ``unknown_pair``, ``other_session``, ``already_voted``,
+    ``bad_choice``, ``bad_comment``, ``bad_listen_time``.
+    """
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def is_audio_id(audio_id: object) -> bool:
+    """True iff ``audio_id`` is a well-formed audio id (64 lowercase hex characters)."""
+    return isinstance(audio_id, str) and _AUDIO_ID.fullmatch(audio_id) is not None
+
+
+def _iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds")
+
+
+# ----------------------------------------------------------------------------
+# Records
+# ----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """Two clips for one prompt, served to one browser session (``session_hash``)."""
+
+    id: str
+    session_hash: str
+    prompt: str
+    system_a: str
+    system_b: str
+    audio_a: str
+    audio_b: str
+    settings_a: dict
+    settings_b: dict
+    created: float          # unix seconds (UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Vote:
+    """One stored vote."""
+
+    id: int
+    pair_id: str
+    session_hash: str
+    choice: str             # one of CHOICES
+    comment: str | None
+    created: float
+    listen_a: float | None = None   # seconds the voter listened to clip A, if the UI said
+    listen_b: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class VoteRow:
+    """A vote joined with its pair: the unit of every export and of the leaderboard."""
+
+    vote_id: int
+    pair_id: str
+    prompt: str
+    system_a: str
+    system_b: str
+    audio_a: str
+    audio_b: str
+    settings_a: dict
+    settings_b: dict
+    choice: str
+    comment: str | None
+    created: float
+    session_hash: str
+    listen_a: float | None
+    listen_b: float | None
+
+    @property
+    def time(self) -> str:
+        """The vote's time as ISO 8601 UTC."""
+        return _iso(self.created)
+
+
+@dataclasses.dataclass(frozen=True)
+class RatingRow:
+    """One 1–5 rating of one clip by one session (the latest, if it was changed)."""
+
+    session_hash: str
+    audio_id: str
+    rating: int
+    prompt: str
+    created: float
+
+
+# ----------------------------------------------------------------------------
+# The interface
+# ----------------------------------------------------------------------------
+
+class PreferenceStore(ABC):
+    """What the app needs from a preference store. See :class:`SqliteStore`."""
+
+    @abstractmethod
+    def put_audio(self, wav: np.ndarray, sample_rate: int) -> str:
+        """Stores a clip ([t] or [t, channels], float in [-1, 1]); returns its id (sha256)."""
+
+    @abstractmethod
+    def audio_path(self, audio_id: str) -> Path:
+        """The file of a clip; raises :class:`StoreError` for a malformed id."""
+
+    @abstractmethod
+    def record_generation(self, system: str, prompt: str, audio_id: str, seconds_audio: float,
+                          seconds_wall: float, session: str, settings: dict) -> str:
+        """Records one generated clip and how long it took; returns the generation id."""
+
+    @abstractmethod
+    def record_pair(self, session: str, prompt: str, system_a: str, system_b: str,
+                    audio_a: str, audio_b: str, settings_a: dict, settings_b: dict) -> str:
+        """Records a pair served to ``session``; returns its random, unguessable id."""
+
+    @abstractmethod
+    def get_pair(self, pair_id: str) -> Pair | None:
+        """The pair, or None if there is none with this id."""
+
+    @abstractmethod
+    def record_vote(self, pair_id: str, session: str, choice: str,
+                    comment: str | None = None, *, listen_a: float | None = None,
+                    listen_b: float | None = None) -> Vote:
+        """Stores the one vote on a pair or raises :class:`VoteError` (storing nothing)."""
+
+    @abstractmethod
+    def record_rating(self, session: str, audio_id: str, rating: int, prompt: str) -> None:
+        """Stores a 1–5 rating of a clip by a session (a later one replaces it)."""
+
+    @abstractmethod
+    def votes(self) -> list[VoteRow]:
+        """All votes joined with their pairs, oldest first."""
+
+    @abstractmethod
+    def ratings(self) -> list[RatingRow]:
+        """All ratings, oldest first."""
+
+    @abstractmethod
+    def counts_by_system_day(self) -> list[dict]:
+        """Per UTC day and system: ``generations``, ``pairs`` served, ``votes``."""
+
+    @abstractmethod
+    def generation_speed(self) -> dict[str, dict]:
+        """Per system: ``clips`` and ``rtf`` (seconds of audio per second of wall time)."""
+
+    @abstractmethod
+    def totals(self) -> dict[str, int]:
+        """Row counts: audio, generations, pairs, votes, ratings."""
+
+    @abstractmethod
+    def session_hash(self, session: str) -> str:
+        """The anonymised id under which ``session`` is stored and exported."""
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Releases the store's connections."""
+
+    def __enter__(self) -> PreferenceStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------
+# Schema and migrations
+# ----------------------------------------------------------------------------
+
+# Version N of the schema is MIGRATIONS[N - 1] applied on top of version N - 1. Append new
+# migrations; never edit one that has shipped.
+_V1 = """
+CREATE TABLE schema_version (version INTEGER NOT NULL, applied REAL NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE audio (
+    id TEXT PRIMARY KEY CHECK (length(id) = 64),
+    sample_rate INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    bytes INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE generations (
+    id TEXT PRIMARY KEY,
+    system TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    audio_id TEXT NOT NULL REFERENCES audio(id),
+    seconds_audio REAL NOT NULL,
+    seconds_wall REAL NOT NULL,
+    session_hash TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE pairs (
+    id TEXT PRIMARY KEY,
+    session_hash TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    system_a TEXT NOT NULL,
+    system_b TEXT NOT NULL,
+    audio_a TEXT NOT NULL REFERENCES audio(id),
+    audio_b TEXT NOT NULL REFERENCES audio(id),
+    settings_a TEXT NOT NULL,
+    settings_b TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE votes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pair_id TEXT NOT NULL UNIQUE REFERENCES pairs(id),
+    session_hash TEXT NOT NULL,
+    choice TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie', 'both_bad')),
+    comment TEXT,
+    created REAL NOT NULL
+);
+CREATE INDEX generations_created ON generations(created);
+CREATE INDEX pairs_created ON pairs(created);
+"""
+
+# v2: listen times on votes (DESIGN §4.3) and 1-5 clip ratings for the quality model.
+_V2 = """
+ALTER TABLE votes ADD COLUMN listen_a REAL;
+ALTER TABLE votes ADD COLUMN listen_b REAL;
+CREATE TABLE ratings (
+    session_hash TEXT NOT NULL,
+    audio_id TEXT NOT NULL REFERENCES audio(id),
+    rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5),
+    prompt TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (session_hash, audio_id)
+);
+CREATE INDEX votes_created ON votes(created);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+# ----------------------------------------------------------------------------
+# SQLite implementation
+# ----------------------------------------------------------------------------
+
+@dataclasses.dataclass(eq=False)
+class _Pending:
+    """One write waiting for a group commit."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    event: threading.Event = dataclasses.field(default_factory=threading.Event)
+    lead: bool = False
+    done: bool = False
+    value: Any = None
+    error: BaseException | None = None
+
+
+class SqliteStore(PreferenceStore):
+    """The preference store in one SQLite file plus a folder of content-addressed FLAC files.
+
+    Args:
+      db_path: the database file (created, with its folder, unless ``create=False``).
+      audio_dir: the audio folder (created on first write).
+      create: if False, a missing ``db_path`` raises :class:`StoreError` instead.
+      max_comment_chars: longest vote comment accepted.
+      busy_timeout_s: how long a writer waits for another process's write lock.
+      group_commit: commit concurrent writes of this process together (one fsync for many;
+        each still atomic and acknowledged only after its commit). False: one transaction
+        per write.
+      clock: unix seconds (injectable for tests).
+    """
+
+    def __init__(self, db_path: str | os.PathLike, audio_dir: str | os.PathLike, *,
+                 create: bool = True, max_comment_chars: int = MAX_COMMENT_CHARS,
+                 busy_timeout_s: float = 30.0, group_commit: bool = True,
+                 clock: Callable[[], float] = time.time):
+        self.db_path = Path(db_path)
+        self.audio_dir = Path(audio_dir)
+        self.max_comment_chars = max_comment_chars
+        self._busy_ms = int(busy_timeout_s * 1000)
+        self._clock = clock
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._closed = False
+        self.group_commit = group_commit
+        self._gc_mutex = threading.Lock()
+        self._gc_queue: list[_Pending] = []
+        self._gc_leading = False
+        if not self.db_path.exists():
+            if not create:
+                raise StoreError(f"no preference database at {self.db_path}; check --db "
+                                 "(the app creates it on its first start)")
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        elif self.db_path.is_dir():
+            raise StoreError(f"{self.db_path} is a folder; --db must name a database file")
+        self._migrate()
+        self._salt = self._load_salt()
+
+    # -- connections ---------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError("the preference store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.db_path, isolation_level=None,
+                                       check_same_thread=False, timeout=self._busy_ms / 1000)
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.DatabaseError as e:
+                raise SchemaError(f"{self.db_path} is not a usable SQLite database ({e}); "
+                                  "point --db to the store's file or to a new path") from None
+            if mode.lower() != "wal":
+                raise StoreError(f"cannot use WAL journaling for {self.db_path} (got {mode!r}); "
+                                 "put the database on a local file system")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _transact(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Runs ``fn(conn)`` as one atomic, durable write and returns its result.
+
+        Without group commit: its own ``BEGIN IMMEDIATE … COMMIT``. With group commit,
+        writes that arrive while another commit is in progress are queued; the next leader
+        thread runs each queued ``fn`` inside its own SAVEPOINT (a failing one is rolled back
+        alone and gets its exception) and COMMITs them together, so one fsync serves many
+        writers. Either way a call returns only after its COMMIT, and a write whose
+        transaction did not commit raises and stores nothing.
+        """
+        if not self.group_commit:
+            with self._write() as c:
+                return fn(c)
+        item = _Pending(fn)
+        with self._gc_mutex:
+            self._gc_queue.append(item)
+            if not self._gc_leading:
+                self._gc_leading = item.lead = True
+        if not item.lead:
+            item.event.wait()
+        if not item.done:  # this thread leads the next batch (its own item is in it)
+            try:
+                with self._gc_mutex:
+                    batch, self._gc_queue = self._gc_queue, []
+                self._commit_batch(batch)
+            finally:
+                with self._gc_mutex:
+                    if self._gc_queue:
+                        nxt = self._gc_queue[0]
+                        nxt.lead = True
+                        nxt.event.set()
+                    else:
+                        self._gc_leading = False
+        if item.error is not None:
+            raise item.error
+        return item.value
+
+    def _commit_batch(self, batch: list[_Pending]) -> None:
+        try:
+            conn = self._conn()
+            with self._write_lock:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for it in batch:
+                        conn.execute("SAVEPOINT one_write")
+                        try:
+                            it.value = it.fn(conn)
+                        except Exception as e:  # noqa: BLE001 - handed to the caller below
+                            conn.execute("ROLLBACK TO one_write")
+                            it.error = e
+                        conn.execute("RELEASE one_write")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except BaseException as e:  # nothing of this batch was committed
+            for it in batch:
+                it.value = None
+                if it.error is None:
+                    it.error = e
+        finally:
+            for it in batch:
+                it.done = True
+                it.event.set()
+
+    def close(self) -> None:
+        """Closes every thread's connection; the store cannot be used afterwards."""
+        self._closed = True
+        with self._conns_lock:
+            for c in self._conns:
+                c.close()
+            self._conns.clear()
+
+    # -- schema --------------------------------------------------------------
+
+    def _read_version(self, conn: sqlite3.Connection) -> int:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "schema_version" not in tables:
+            if tables - {"sqlite_sequence"}:
+                raise SchemaError(f"{self.db_path} is a SQLite database but not a musicrl "
+                                  f"preference store (tables {sorted(tables)}); use another --db")
+            return 0
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def _migrate(self) -> None:
+        with self._write() as c:
+            version = self._read_version(c)
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self.db_path} has schema version {version}, but this musicrl understands "
+                f"versions up to {SCHEMA_VERSION}; upgrade musicrl to open it (it was written "
+                "by a newer release)")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self._write() as c:
+                if self._read_version(c) >= target:  # another process got there first
+                    continue
+                for stmt in _split_sql(MIGRATIONS[target - 1]):
+                    c.execute(stmt)
+                c.execute("INSERT INTO schema_version (version, applied) VALUES (?, ?)",
+                          (target, self._clock()))
+
+    def _load_salt(self) -> bytes:
+        with self._write() as c:
+            c.execute("INSERT OR IGNORE INTO meta VALUES ('session_key', ?)",
+                      (secrets.token_hex(32),))
+            return bytes.fromhex(c.execute(
+                "SELECT value FROM meta WHERE key = 'session_key'").fetchone()[0])
+
+    def schema_version(self) -> int:
+        return self._read_version(self._conn())
+
+    def session_hash(self, session: str) -> str:
+        """HMAC-SHA256 of the session id with this database's key (hex, 32 chars)."""
+        if not isinstance(session, str) or not session:
+            raise StoreError("a browser session id is required (reload the page)")
+        return hmac.new(self._salt, session.encode("utf-8", "surrogatepass"),
+                        hashlib.sha256).hexdigest()[:32]
+
+    # -- audio ---------------------------------------------------------------
+
+    def audio_path(self, audio_id: str) -> Path:
+        """``<audio_dir>/<id[:2]>/<id>.flac``; the id must be 64 lowercase hex characters."""
+        if not is_audio_id(audio_id):
+            raise StoreError(f"not an audio id: {str(audio_id)[:80]!r} (expected 64 hex digits)")
+        return self.audio_dir / audio_id[:2] / f"{audio_id}{AUDIO_SUFFIX}"
+
+    def put_audio(self, wav: np.ndarray, sample_rate: int) -> str:
+        """Encodes ``wav`` as 16-bit FLAC and stores it under the SHA-256 of the bytes.
+
+        The same samples give the same bytes, so storing a clip twice returns the same id and
+        leaves one file. Samples are clipped to [-1, 1].
+        """
+        import soundfile as sf
+
+        x = np.asarray(wav)
+        if np.issubdtype(x.dtype, np.signedinteger) and x.dtype.itemsize in (2, 4):
+            x = x.astype(np.float64) / float(2 ** (8 * x.dtype.itemsize - 1))  # PCM
+        if x.ndim not in (1, 2) or x.shape[0] == 0 or (x.ndim == 2 and not 1 <= x.shape[1] <= 8):
+            raise StoreError(f"audio must be [samples] or [samples, channels] with samples > 0; "
+                             f"got shape {x.shape}")
+        if not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all():
+            raise StoreError("audio must be finite float samples in [-1, 1] (or int16/int32 "
+                             f"PCM); got dtype {x.dtype}")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \
+                or not 1000 <= sample_rate <= 384_000:
+            raise StoreError(f"sample_rate must be an integer in 1000..384000, got {sample_rate!r}")
+        buf = io.BytesIO()
+        sf.write(buf, np.clip(x, -1.0, 1.0).astype(np.float32), int(sample_rate),
+                 format="FLAC", subtype="PCM_16")
+        data = buf.getvalue()
+        audio_id = hashlib.sha256(data).hexdigest()
+        path = self.audio_path(audio_id)
+        if not (path.is_file() and path.stat().st_size == len(data)):
+            _write_atomic(path, data)
+        row = (audio_id, int(sample_rate), x.shape[0] / sample_rate, len(data), self._clock())
+        self._transact(lambda c: c.execute("INSERT OR IGNORE INTO audio VALUES (?, ?, ?, ?, ?)",
+                                           row))
+        return audio_id
+
+    def _require_audio(self, c: sqlite3.Connection, *ids: str) -> None:
+        for a in ids:
+            if not is_audio_id(a):
+                raise StoreError(f"not an audio id: {str(a)[:80]!r}; store clips with put_audio")
+            if c.execute("SELECT 1 FROM audio WHERE id = ?", (a,)).fetchone() is None:
+                raise StoreError(f"unknown audio id {a}; store the clip with put_audio first")
+
+    # -- writes --------------------------------------------------------------
+
+    def record_generation(self, system: str, prompt: str, audio_id: str, seconds_audio: float,
+                          seconds_wall: float, session: str, settings: dict) -> str:
+        """Records a generated clip; returns a random generation id."""
+        _require_text(system=system, prompt=prompt)
+        if not (seconds_audio >= 0 and seconds_wall >= 0):
+            raise StoreError(f"seconds_audio and seconds_wall must be >= 0, got "
+                             f"{seconds_audio!r} and {seconds_wall!r}")
+        gid = secrets.token_urlsafe(16)
+        row = (gid, system, prompt, audio_id, float(seconds_audio), float(seconds_wall),
+               self.session_hash(session), _dumps(settings), self._clock())
+
+        def write(c: sqlite3.Connection) -> None:
+            self._require_audio(c, audio_id)
+            c.execute("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+        self._transact(write)
+        return gid
+
+    def record_pair(self, session: str, prompt: str, system_a: str, system_b: str,
+                    audio_a: str, audio_b: str, settings_a: dict, settings_b: dict) -> str:
+        """Records the pair served to ``session``; returns ``secrets.token_urlsafe(16)``."""
+        _require_text(prompt=prompt, system_a=system_a, system_b=system_b)
+        pid = secrets.token_urlsafe(16)
+        row = (pid, self.session_hash(session), prompt, system_a, system_b, audio_a, audio_b,
+               _dumps(settings_a), _dumps(settings_b), self._clock())
+
+        def write(c: sqlite3.Connection) -> None:
+            self._require_audio(c, audio_a, audio_b)
+            c.execute("INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+        self._transact(write)
+        return pid
+
+    def record_vote(self, pair_id: str, session: str, choice: str,
+                    comment: str | None = None, *, listen_a: float | None = None,
+                    listen_b: float | None = None) -> Vote:
+        """Stores the vote on ``pair_id`` by ``session``, exactly once.
+
+        Raises :class:`VoteError` (nothing stored) for an unknown or forged pair id, a pair
+        served to another session, a second vote on the pair, a choice not in
+        ``a, b, tie, both_bad``, or a comment that is too long or binary.
+        """
+        if choice not in CHOICES:
+            raise VoteError(f"Unknown vote {str(choice)[:40]!r}; choose A, B, tie or both bad.",
+                            "bad_choice")
+        try:
+            comment = clean_comment(comment, self.max_comment_chars)
+        except TextError as e:
+            raise VoteError(str(e), "bad_comment") from None
+        listens = [None if v is None else float(v) for v in (listen_a, listen_b)]
+        if any(v is not None and not v >= 0 for v in listens):
+            raise VoteError("Listen times must be non-negative seconds.", "bad_listen_time")
+        sh = self.session_hash(session) if isinstance(session, str) and session else None
+        if not isinstance(pair_id, str) or not _PAIR_ID.fullmatch(pair_id):
+            raise VoteError("This comparison does not exist; load a new pair to vote.",
+                            "unknown_pair")
+        now = self._clock()
+
+        def write(c: sqlite3.Connection) -> int:
+            row = c.execute("SELECT session_hash FROM pairs WHERE id = ?", (pair_id,)).fetchone()
+            if row is None:
+                raise VoteError("This comparison does not exist; load a new pair to vote.",
+                                "unknown_pair")
+            if sh is None or not hmac.compare_digest(row[0], sh):
+                raise VoteError("This comparison was served to another browser session; you "
+                                "can only vote on pairs you were played. Load a new pair.",
+                                "other_session")
+            try:
+                cur = c.execute(
+                    "INSERT INTO votes (pair_id, session_hash, choice, comment, created, "
+                    "listen_a, listen_b) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (pair_id, sh, choice, comment, now, *listens))
+            except sqlite3.IntegrityError:
+                raise VoteError("You already voted on this comparison; each pair takes one "
+                                "vote. Load a new pair.", "already_voted") from None
+            return cur.lastrowid
+
+        vid = self._transact(write)
+        return Vote(vid, pair_id, sh, choice, comment, now, *listens)
+
+    def record_rating(self, session: str, audio_id: str, rating: int, prompt: str) -> None:
+        """Stores a 1–5 rating; a session re-rating the same clip replaces its rating."""
+        if isinstance(rating, bool) or not isinstance(rating, (int, np.integer)) \
+                or not 1 <= rating <= 5:
+            raise StoreError(f"a rating is a whole number from 1 to 5, got {rating!r}")
+        _require_text(prompt=prompt)
+        row = (self.session_hash(session), audio_id, int(rating), prompt, self._clock())
+
+        def write(c: sqlite3.Connection) -> None:
+            self._require_audio(c, audio_id)
+            c.execute("INSERT INTO ratings VALUES (?, ?, ?, ?, ?) ON CONFLICT "
+                      "(session_hash, audio_id) DO UPDATE SET rating = excluded.rating, "
+                      "prompt = excluded.prompt, created = excluded.created", row)
+
+        self._transact(write)
+
+    # -- reads ---------------------------------------------------------------
+
+    def get_pair(self, pair_id: str) -> Pair | None:
+        if not isinstance(pair_id, str) or not _PAIR_ID.fullmatch(pair_id):
+            return None
+        r = self._conn().execute(
+            "SELECT id, session_hash, prompt, system_a, system_b, audio_a, audio_b, "
+            "settings_a, settings_b, created FROM pairs WHERE id = ?", (pair_id,)).fetchone()
+        if r is None:
+            return None
+        return Pair(*r[:7], json.loads(r[7]), json.loads(r[8]), r[9])
+
+    def get_vote(self, pair_id: str) -> Vote | None:
+        """The vote on a pair, or None (e.g. to restore the UI after a reload)."""
+        if not isinstance(pair_id, str) or not _PAIR_ID.fullmatch(pair_id):
+            return None
+        r = self._conn().execute(
+            "SELECT id, pair_id, session_hash, choice, comment, created, listen_a, listen_b "
+            "FROM votes WHERE pair_id = ?", (pair_id,)).fetchone()
+        return None if r is None else Vote(*r)
+
+    def votes(self) -> list[VoteRow]:
+        rows = self._conn().execute(
+            "SELECT v.id, p.id, p.prompt, p.system_a, p.system_b, p.audio_a, p.audio_b, "
+            "p.settings_a, p.settings_b, v.choice, v.comment, v.created, v.session_hash, "
+            "v.listen_a, v.listen_b FROM votes v JOIN pairs p ON p.id = v.pair_id "
+            "ORDER BY v.id").fetchall()
+        return [VoteRow(*r[:7], json.loads(r[7]), json.loads(r[8]), *r[9:]) for r in rows]
+
+    def ratings(self) -> list[RatingRow]:
+        rows = self._conn().execute(
+            "SELECT session_hash, audio_id, rating, prompt, created FROM ratings "
+            "ORDER BY created, rowid").fetchall()
+        return [RatingRow(*r) for r in rows]
+
+    def counts_by_system_day(self) -> list[dict]:
+        """``[{"day": "YYYY-MM-DD" (UTC), "system", "generations", "pairs", "votes"}]``, sorted."""
+        day = "date(created, 'unixepoch')"
+        q = f"""
+        SELECT day, system, sum(g), sum(p), sum(v) FROM (
+            SELECT {day} AS day, system, 1 AS g, 0 AS p, 0 AS v FROM generations
+            UNION ALL SELECT {day}, system_a, 0, 1, 0 FROM pairs
+            UNION ALL SELECT {day}, system_b, 0, 1, 0 FROM pairs WHERE system_b != system_a
+            UNION ALL SELECT date(v.created, 'unixepoch'), p.system_a, 0, 0, 1
+                FROM votes v JOIN pairs p ON p.id = v.pair_id
+            UNION ALL SELECT date(v.created, 'unixepoch'), p.system_b, 0, 0, 1
+                FROM votes v JOIN pairs p ON p.id = v.pair_id WHERE p.system_b != p.system_a
+        ) GROUP BY day, system ORDER BY day, system
+        """
+        return [{"day": d, "system": s, "generations": g, "pairs": p, "votes": v}
+                for d, s, g, p, v in self._conn().execute(q)]
+
+    def generation_speed(self) -> dict[str, dict]:
+        """Per system: ``clips``, total ``seconds_audio`` and ``seconds_wall``, and ``rtf`` =
+        seconds_audio / seconds_wall (above 1 is faster than real time; None if no wall time).
+        """
+        out = {}
+        for system, n, sa, sw in self._conn().execute(
+                "SELECT system, count(*), sum(seconds_audio), sum(seconds_wall) FROM generations "
+                "GROUP BY system ORDER BY system"):
+            out[system] = {"clips": n, "rtf": sa / sw if sw > 0 else None,
+                           "seconds_audio": sa, "seconds_wall": sw}
+        return out
+
+    def totals(self) -> dict[str, int]:
+        c = self._conn()
+        return {t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("audio", "generations", "pairs", "votes", "ratings")}
+
+
+# ----------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------
+
+def _require_text(**fields: Any) -> None:
+    for name, value in fields.items():
+        if not isinstance(value, str) or not value.strip():
+            raise StoreError(f"{name} must be non-empty text, got {value!r}")
+
+
+def _dumps(settings: Any) -> str:
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise StoreError(f"settings must be a dict, got {type(settings).__name__}")
+    try:
+        return json.dumps(settings, sort_keys=True, allow_nan=False, default=_jsonable)
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"settings must be JSON-serialisable: {e}") from None
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (np.ndarray, tuple, set, frozenset)):
+        return list(v.tolist() if isinstance(v, np.ndarray) else v)
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(f"{type(v).__name__} is not JSON-serialisable")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # not supported on this platform: the rename is still atomic
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` via a temp file in the same folder, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; these files are meant to be read
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)

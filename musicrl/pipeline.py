@@ -1,0 +1,200 @@
+"""Text → music: the MusicLM hierarchy put together (DESIGN §7).
+
+    prompt ─MuLan text tower + RVQ→ 12 tokens ─stage S→ semantic (25 Hz)
+           ─stage A→ K codec levels (50 Hz) ─codec decoder→ waveform (16 kHz)
+
+``Pipeline.from_pretrained(path)`` loads a bundle folder::
+
+    path/mulan/         musicrl train mulan  → <workdir>/weights
+    path/lm-semantic/   musicrl train lm --stage semantic
+    path/lm-acoustic/   musicrl train lm --stage acoustic
+    path/codec/         musicrl train codec
+
+(``assets/small`` is the bundled default.) ``generate`` is batched and seeded:
+the same prompts, seed and settings give bit-identical audio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from musicrl.errors import MusicrlError
+from musicrl.sampling import Sampler, sample_stage
+
+__all__ = ["Pipeline", "GenerationError", "MAX_SECONDS", "MAX_PROMPT_CHARS", "COMPONENTS"]
+
+MAX_SECONDS = 120.0
+MAX_PROMPT_CHARS = 2_000
+COMPONENTS = ("mulan", "lm-semantic", "lm-acoustic", "codec")
+
+
+class GenerationError(MusicrlError, ValueError):
+    """Bad generation input or an unusable bundle; the message says what to change."""
+
+
+@nnx.jit
+def _decode_codes(codec, codes_btq: jax.Array) -> jax.Array:
+    return codec.decode(codes_btq)
+
+
+@dataclasses.dataclass
+class Timing:
+    """Wall seconds of the last ``generate`` call, per stage."""
+
+    text: float = 0.0
+    semantic: float = 0.0
+    acoustic: float = 0.0
+    decode: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.text + self.semantic + self.acoustic + self.decode
+
+
+def _check_prompts(prompts: str | Sequence[str]) -> list[str]:
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise GenerationError("no prompts given: pass at least one text prompt")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise GenerationError(f"prompt {i} is a {type(p).__name__}, not text")
+        if not p.strip():
+            raise GenerationError(f"prompt {i} is empty: describe the music, e.g. "
+                                  "'a calm piano piece, slow, in a minor key'")
+        if len(p) > MAX_PROMPT_CHARS:
+            raise GenerationError(f"prompt {i} has {len(p)} characters; at most "
+                                  f"{MAX_PROMPT_CHARS} are used")
+    return prompts
+
+
+class Pipeline:
+    """MuLan + stage S + stage A + codec, ready to generate."""
+
+    def __init__(self, mulan, semantic, acoustic, codec, *, meta: dict[str, Any] | None = None):
+        if semantic.cfg.stage != "semantic" or acoustic.cfg.stage != "acoustic":
+            raise GenerationError("the semantic and acoustic stages are swapped or of the wrong "
+                                  "kind")
+        if semantic.cfg.mulan_levels > mulan.cfg.rvq_levels or \
+                semantic.cfg.mulan_vocab != mulan.cfg.rvq_codebook_size:
+            raise GenerationError(
+                f"stage S expects {semantic.cfg.mulan_levels} MuLan tokens of "
+                f"{semantic.cfg.mulan_vocab} codes but MuLan gives {mulan.cfg.rvq_levels} × "
+                f"{mulan.cfg.rvq_codebook_size}: the stage was trained with another MuLan")
+        if acoustic.cfg.levels > codec.num_levels or acoustic.cfg.vocab != codec.codebook_size:
+            raise GenerationError(
+                f"stage A predicts {acoustic.cfg.levels} levels of {acoustic.cfg.vocab} codes "
+                f"but the codec has {codec.num_levels} × {codec.codebook_size}: the stage was "
+                "trained with another codec")
+        if acoustic.cfg.cond_vocab != semantic.cfg.vocab:
+            raise GenerationError("stage A was trained on another semantic vocabulary "
+                                  f"({acoustic.cfg.cond_vocab}) than stage S predicts "
+                                  f"({semantic.cfg.vocab})")
+        self.mulan, self.semantic, self.acoustic, self.codec = mulan, semantic, acoustic, codec
+        self.meta = meta or {}
+        self.timing = Timing()
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.codec.sample_rate)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path = "assets/small", **overrides: str | Path
+                        ) -> Pipeline:
+        """Loads a bundle folder (see the module doc). ``overrides`` replace one component's
+        folder, e.g. ``acoustic="runs/lm-acoustic-small/weights"``."""
+        from musicrl.codec import load_codec
+        from musicrl.lm.io import load_stage
+        from musicrl.mulan import load_mulan
+
+        path = Path(path)
+        if not path.is_dir() and not overrides:
+            raise GenerationError(f"{path}: no such model folder; pass a bundle folder holding "
+                                  f"{', '.join(COMPONENTS)} (e.g. assets/small)")
+        names = {"mulan": "mulan", "semantic": "lm-semantic", "acoustic": "lm-acoustic",
+                 "codec": "codec"}
+        unknown = set(overrides) - set(names)
+        if unknown:
+            raise GenerationError(f"unknown component(s) {sorted(unknown)}; known: "
+                                  f"{sorted(names)}")
+        where = {k: Path(overrides.get(k) or path / v) for k, v in names.items()}
+        missing = [f"{k} ({p})" for k, p in where.items() if not p.exists()]
+        if missing:
+            raise GenerationError(f"{path}: missing {', '.join(missing)}; a bundle needs "
+                                  f"{', '.join(COMPONENTS)}")
+        mulan, _ = load_mulan(where["mulan"])
+        sem, meta_s = load_stage(where["semantic"], "semantic")
+        aco, meta_a = load_stage(where["acoustic"], "acoustic")
+        codec, _ = load_codec(where["codec"])
+        return cls(mulan, sem, aco, codec,
+                   meta={"path": str(path), "semantic": meta_s, "acoustic": meta_a,
+                         "components": {k: str(v) for k, v in where.items()}})
+
+    # ------------------------------------------------------------------------------------
+
+    def text_tokens(self, prompts: Sequence[str]) -> jax.Array:
+        """The 12 MuLan conditioning tokens of each prompt's text embedding [b, m]."""
+        m = self.semantic.cfg.mulan_levels
+        return self.mulan.tokens_for_text(list(prompts))[:, :m]
+
+    def generate(self, prompts: str | Sequence[str], *, seconds: float = 10.0, seed: int = 0,
+                 guidance: float | tuple[float, float] = 3.0, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, return_tokens: bool = False):
+        """Generates one clip per prompt: float32 [b, seconds · sample_rate].
+
+        Args:
+          prompts: one text or a list (each row is one clip; repeat a prompt for variations).
+          seconds: clip length (0.5 … 120).
+          seed: same seed and settings → bit-identical audio.
+          guidance: CFG γ for both stages, or (γ_semantic, γ_acoustic); 1 = no guidance.
+          temperature, top_k, top_p: the sampling strategy of both stages.
+          return_tokens: also return {"mulan", "semantic", "acoustic"} token arrays.
+        """
+        prompts = _check_prompts(prompts)
+        if not (0.5 <= float(seconds) <= MAX_SECONDS):
+            raise GenerationError(f"seconds={seconds}: choose a length from 0.5 to "
+                                  f"{MAX_SECONDS:g} s")
+        g_s, g_a = (guidance, guidance) if np.isscalar(guidance) else tuple(guidance)
+        for g in (g_s, g_a):
+            if not (0.0 <= float(g) <= 20.0):
+                raise GenerationError(f"guidance={g}: use 0 … 20 (1 = none, ≈3 typical)")
+        try:
+            sampler = Sampler(float(temperature), int(top_k), float(top_p))
+        except ValueError as e:
+            raise GenerationError(str(e)) from None
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise GenerationError(f"seed={seed!r}: use a whole number ≥ 0")
+
+        s_cfg, a_cfg = self.semantic.cfg, self.acoustic.cfg
+        s_frames = max(1, int(round(seconds * s_cfg.frame_rate)))
+        a_frames = s_frames * a_cfg.cond_ratio
+        k_s, k_a = jax.random.split(jax.random.key(int(seed)))
+
+        t0 = time.perf_counter()
+        mulan = jax.block_until_ready(self.text_tokens(prompts))
+        t1 = time.perf_counter()
+        sem = jax.block_until_ready(sample_stage(self.semantic, mulan, s_frames, key=k_s,
+                                                 guidance=float(g_s), sampler=sampler))[..., 0]
+        t2 = time.perf_counter()
+        aco = jax.block_until_ready(sample_stage(self.acoustic, mulan[:, :a_cfg.mulan_levels],
+                                                 a_frames, key=k_a, cond_bt=sem,
+                                                 guidance=float(g_a), sampler=sampler))
+        t3 = time.perf_counter()
+        wav = np.asarray(_decode_codes(self.codec, aco))
+        t4 = time.perf_counter()
+        self.timing = Timing(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+        n = int(round(seconds * self.sample_rate))
+        wav = wav[:, :n] if wav.shape[1] >= n else np.pad(wav, ((0, 0), (0, n - wav.shape[1])))
+        if return_tokens:
+            return wav, {"mulan": np.asarray(mulan), "semantic": np.asarray(sem),
+                         "acoustic": np.asarray(aco)}
+        return wav

@@ -1,0 +1,83 @@
+"""FAD report helpers, MuLan retrieval/zero-shot scoring, generation-eval chance levels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from musicrl.audio import write_wav_atomic
+from musicrl.evaluation.fad_report import fad_between, fad_sets, load_set, pink_noise
+from musicrl.evaluation.generation import permutation_chance
+from musicrl.evaluation.mulan import _recall, zero_shot
+
+
+def test_pink_noise_level_and_slope():
+    x = pink_noise(4, 16_000, seed=1, rms_db=-20.0)
+    np.testing.assert_allclose(np.sqrt(np.mean(x ** 2, axis=1)), 0.1, rtol=1e-3)
+    spec = np.abs(np.fft.rfft(x, axis=1)) ** 2
+    lo, hi = spec[:, 10:100].mean(), spec[:, 1000:2000].mean()
+    assert lo / hi > 10  # 1/f: power falls with frequency
+
+
+def test_fad_between_orders_near_and_far_sets():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((300, 8))
+    same = rng.standard_normal((300, 8))
+    far = rng.standard_normal((300, 8)) + 2.0
+    near = fad_between(ref, same, n=200)
+    away = fad_between(ref, far, n=200)
+    assert 0 <= near["mean"] < away["mean"] and len(near["values"]) == 3
+    assert away["mean"] > 8 * 4 * 0.5  # |Δμ|² = 8·(2/σ)² after standardization ≈ 32
+
+
+def test_load_set_from_folder_and_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "clips"
+    for i in range(3):
+        write_wav_atomic(folder / f"{i}.wav", 0.1 * rng.standard_normal(16_000).astype(np.float32),
+                         16_000)
+    emb, name = load_set(str(folder), tmp_path, tmp_path / "cache")
+    assert emb.shape[0] == 3 and "3 files" in name
+    with pytest.raises(ValueError, match="neither a split"):
+        load_set(str(tmp_path / "missing"), tmp_path, tmp_path / "cache")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no audio files"):
+        load_set(str(tmp_path / "empty"), tmp_path, tmp_path / "cache")
+    rep = fad_sets(str(folder), [str(folder)], tmp_path, tmp_path / "cache", n=3, seeds=1)
+    assert rep["rows"][0]["mean"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_recall_matches_brute_force():
+    rng = np.random.default_rng(0)
+    sims = rng.standard_normal((30, 30))
+    sims[np.arange(30), np.arange(30)] += 1.5
+    piece = np.repeat(np.arange(10), 3)
+    same = piece[:, None] == piece[None, :]
+    r = _recall(sims, same)
+    for k in (1, 10):
+        brute = np.mean([i in np.argsort(-sims[i])[:k] for i in range(30)])
+        assert r[f"t2a_r@{k}"] == pytest.approx(brute)
+        brute_piece = np.mean([same[i, np.argsort(-sims[i])[:k]].any() for i in range(30)])
+        assert r[f"t2a_piece_r@{k}"] == pytest.approx(brute_piece)
+    assert r["chance_r@10"] == pytest.approx(10 / 30)
+    # chance of hitting one of the 3 same-piece clips among 10 random of 30
+    assert r["chance_piece_r@10"] == pytest.approx(1 - (20 * 19 * 18) / (30 * 29 * 28))
+
+
+def test_zero_shot_picks_nearest_label_prompt():
+    labels = {"a": ("alpha",), "b": ("beta",)}
+    vec = {"alpha": np.array([1.0, 0.0]), "beta": np.array([0.0, 1.0])}
+    embed = lambda ps: np.stack([vec[p] for p in ps])  # noqa: E731
+    audio = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.1, 0.9]])
+    out = zero_shot(audio, ["a", "b", "b", "b"], embed, labels)
+    assert out["accuracy"] == pytest.approx(0.75)
+    assert out["chance"] == 0.5 and out["majority"] == 0.75 and out["n"] == 4
+
+
+def test_permutation_chance_reflects_label_imbalance():
+    truth = ["x"] * 90 + ["y"] * 10
+    always_x = ["x"] * 100
+    assert permutation_chance(always_x, truth, lambda a, b: a == b) == pytest.approx(0.9)
+    perfect = list(truth)
+    ch = permutation_chance(perfect, truth, lambda a, b: a == b)
+    assert 0.75 < ch < 0.9  # 0.9² + 0.1² = 0.82 in expectation

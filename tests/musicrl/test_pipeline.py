@@ -1,0 +1,98 @@
+"""The pipeline: text → tokens → audio on a tiny random bundle; determinism and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from musicrl.cli import main
+from musicrl.pipeline import GenerationError, Pipeline
+from musicrl.testing import tiny_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return tiny_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture(scope="module")
+def pipe(bundle):
+    return Pipeline.from_pretrained(bundle)
+
+
+def test_same_seed_same_audio_different_seed_different_audio(pipe):
+    a = pipe.generate(["a calm piano piece", "fast drums"], seconds=1.0, seed=0)
+    b = pipe.generate(["a calm piano piece", "fast drums"], seconds=1.0, seed=0)
+    c = pipe.generate(["a calm piano piece", "fast drums"], seconds=1.0, seed=1)
+    assert a.shape == (2, pipe.sample_rate) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3
+    assert np.abs(a[0] - a[1]).max() > 1e-3          # rows of a batch differ
+    assert pipe.timing.total > 0
+
+
+def test_tokens_and_lengths(pipe):
+    wav, tok = pipe.generate("x", seconds=2.0, guidance=(2.0, 1.0), temperature=0.0,
+                             return_tokens=True)
+    assert wav.shape == (1, 2 * pipe.sample_rate)
+    assert tok["semantic"].shape == (1, 50)
+    assert tok["acoustic"].shape == (1, 100, pipe.acoustic.cfg.levels)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"prompts": []}, "no prompts"),
+    ({"prompts": ["   "]}, "empty"),
+    ({"prompts": ["x" * 5000]}, "characters"),
+    ({"prompts": [3]}, "not text"),
+    ({"prompts": ["ok"], "seconds": 0.0}, "seconds"),
+    ({"prompts": ["ok"], "seconds": 1e6}, "seconds"),
+    ({"prompts": ["ok"], "guidance": -1.0}, "guidance"),
+    ({"prompts": ["ok"], "temperature": -1.0}, "temperature"),
+    ({"prompts": ["ok"], "top_p": 0.0}, "top_p"),
+    ({"prompts": ["ok"], "seed": -3}, "seed"),
+])
+def test_bad_input_is_refused(pipe, kwargs, match):
+    prompts = kwargs.pop("prompts")
+    with pytest.raises(GenerationError, match=match):
+        pipe.generate(prompts, **kwargs)
+
+
+def test_bad_bundles_are_refused(bundle, tmp_path):
+    with pytest.raises(GenerationError, match="no such model folder"):
+        Pipeline.from_pretrained(tmp_path / "nope")
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle, broken)
+    shutil.rmtree(broken / "lm-acoustic")
+    with pytest.raises(GenerationError, match="missing acoustic"):
+        Pipeline.from_pretrained(broken)
+    # the two stages swapped: refused by kind
+    with pytest.raises(Exception, match="semantic stage was expected|acoustic stage"):
+        Pipeline.from_pretrained(bundle, semantic=bundle / "lm-acoustic")
+    # a stage from another config (vocabulary does not fit the codec)
+    other = tmp_path / "other"
+    shutil.copytree(bundle, other)
+    meta = json.loads((other / "lm-acoustic" / "meta.json").read_text())
+    meta["config"]["vocab"] = 32
+    (other / "lm-acoustic" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(Exception, match="another model config"):
+        Pipeline.from_pretrained(other)
+
+
+def test_generate_cli(bundle, tmp_path, capsys):
+    out = tmp_path / "one.wav"
+    assert main(["generate", "a calm piano piece", "--model", str(bundle), "--seconds", "1",
+                 "-o", str(out)]) == 0
+    assert out.stat().st_size > 1000
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("# comment\nfirst prompt\n\nsecond prompt\n")
+    folder = tmp_path / "many"
+    assert main(["generate", "--prompts-file", str(prompts), "--n", "2", "--model", str(bundle),
+                 "--seconds", "1", "-o", str(folder)]) == 0
+    index = json.loads((folder / "prompts.json").read_text())
+    assert [r["prompt"] for r in index] == ["first prompt"] * 2 + ["second prompt"] * 2
+    assert main(["generate", "", "--model", str(bundle), "-o", str(out)]) == 2
+    assert main(["generate", "x", "--model", str(tmp_path / "nope"), "-o", str(out)]) == 2
+    assert "no such model folder" in capsys.readouterr().err

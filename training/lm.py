@@ -1,0 +1,196 @@
+"""``musicrl train lm --stage semantic|acoustic``: pretraining the generator's stages.
+
+Loss (DESIGN §7): token cross-entropy of the stage's pattern (semantic tokens
+for stage S; the first K codec levels in the delay pattern for stage A), with
+the MuLan prefix dropped for ``cond_dropout`` of the examples so that one
+model is also unconditional (CFG). MuLan tokens are the *audio* tokens of each
+training clip (:func:`musicrl.lm.data.corpus_mulan_tokens`).
+
+Exact resume: the data stream is a pure function of (seed, batch index), the
+dropout mask of step i a pure function of (seed, i), and the shared loop
+(:mod:`training.loop`) restores model, optimizer and batch index. A hook logs
+the loss on fixed valid batches, conditional and unconditional (their gap is
+how much the model uses the text). Inference weights go to
+``<workdir>/weights`` (``musicrl.lm.save_stage``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from musicrl.config import opt, presets_of, register_presets, to_dict
+from musicrl.lm.stages import StageConfig, StageLM, stage_loss
+from training.loop import Hook, LoopConfig, adamw_cosine, run_loop
+
+__all__ = ["LMTrainConfig", "train_lm", "train_step"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LMTrainConfig:
+    model: StageConfig = StageConfig()
+    loop: LoopConfig = LoopConfig(workdir="runs/lm-semantic-small", steps=1_500, log_every=25,
+                                  ckpt_every=250)
+    data_root: str = opt("data/small", "corpus (musicrl data build)")
+    tokens: str = opt("", "token cache (musicrl tokenize); empty = <data_root>/tokens")
+    mulan: str = opt("assets/small/mulan", "MuLan weights for the conditioning tokens")
+    seconds: float = opt(10.0, "seconds per training crop", min=0.2, max=60.0)
+    batch_size: int = opt(16, "crops per step", min=1)
+    lr: float = opt(1e-3, "peak learning rate (AdamW, warmup + cosine decay)", min=0.0)
+    warmup_steps: int = opt(100, "linear warmup steps", min=0)
+    weight_decay: float = opt(0.05, "AdamW weight decay", min=0.0)
+    grad_clip: float = opt(1.0, "global gradient-norm clip", min=0.0)
+    eval_every: int = opt(250, "steps between valid-loss evaluations", min=1)
+    eval_batches: int = opt(4, "fixed valid batches per evaluation", min=1)
+
+    @property
+    def token_dir(self) -> str:
+        return self.tokens or str(Path(self.data_root) / "tokens")
+
+
+_small_s = presets_of(StageConfig)["small"]
+_small_a = presets_of(StageConfig)["small-acoustic"]
+register_presets(LMTrainConfig, {
+    "tiny": LMTrainConfig(
+        model=presets_of(StageConfig)["tiny"],
+        loop=LoopConfig(workdir="runs/lm-semantic-tiny", steps=6, log_every=2, ckpt_every=3),
+        data_root="data/tiny", mulan="runs/mulan-tiny/weights", seconds=1.0, batch_size=2,
+        warmup_steps=1, eval_every=3, eval_batches=1),
+    "tiny-acoustic": LMTrainConfig(
+        model=presets_of(StageConfig)["tiny-acoustic"],
+        loop=LoopConfig(workdir="runs/lm-acoustic-tiny", steps=6, log_every=2, ckpt_every=3),
+        data_root="data/tiny", mulan="runs/mulan-tiny/weights", seconds=1.0, batch_size=2,
+        warmup_steps=1, eval_every=3, eval_batches=1),
+    "small": LMTrainConfig(),
+    "small-acoustic": LMTrainConfig(
+        model=_small_a,
+        loop=LoopConfig(workdir="runs/lm-acoustic-small", steps=1_500, log_every=25,
+                        ckpt_every=250),
+        batch_size=8),
+})
+
+
+def make_optimizer(model: StageLM, cfg: LMTrainConfig) -> nnx.Optimizer:
+    return adamw_cosine(model, lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.loop.steps,
+                        weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, b2=0.98)
+
+
+def _split(cfg: StageConfig, batch: dict) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """(mulan [b, m], codes [b, t, k], cond [b, s] | None) of a token batch."""
+    mulan = jnp.asarray(batch["mulan"])[:, :cfg.mulan_levels]
+    if cfg.stage == "semantic":
+        return mulan, jnp.asarray(batch["semantic"])[..., None], None
+    return mulan, jnp.asarray(batch["acoustic"]), jnp.asarray(batch["semantic"])
+
+
+@nnx.jit
+def train_step(model: StageLM, optimizer: nnx.Optimizer, mulan, codes, cond, drop):
+    def loss_fn(m):
+        return stage_loss(m, mulan, codes, cond, drop)
+
+    (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    optimizer.update(model, grads)
+    return metrics
+
+
+@nnx.jit
+def _eval_loss(model: StageLM, mulan, codes, cond, drop):
+    return stage_loss(model, mulan, codes, cond, drop)[1]
+
+
+def drop_mask(seed: int, step: int, batch: int, p: float) -> jax.Array:
+    """The conditioning-dropout mask of a step: a pure function of (seed, step)."""
+    key = jax.random.fold_in(jax.random.key(seed + 7919), step)
+    return jax.random.bernoulli(key, p, (batch,))
+
+
+def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
+                    progress: bool = True):
+    """TokenBatches of a split (MuLan tokens computed and cached on first use)."""
+    from musicrl.data.tokens import load_tokens
+    from musicrl.lm.data import LMDataError, TokenBatches, corpus_mulan_tokens
+
+    tokens = load_tokens(cfg.token_dir, split=split)
+    if not tokens:
+        raise LMDataError(f"no {split} clips in the token cache {cfg.token_dir}: run "
+                          f"`musicrl tokenize --root {cfg.data_root}`")
+    mulan = corpus_mulan_tokens(cfg.data_root, sorted(tokens), cfg.mulan, cfg.token_dir,
+                                progress=progress)
+    m = cfg.model
+    top_s = max(int(s.max()) for s, _ in tokens.values())
+    top_a = max(int(a[:, :m.levels].max()) for _, a in tokens.values())
+    sem_vocab = m.vocab if m.stage == "semantic" else m.cond_vocab
+    if top_s >= sem_vocab or (m.stage == "acoustic" and top_a >= m.vocab):
+        raise LMDataError(
+            f"the token cache {cfg.token_dir} holds ids up to {top_s} (semantic) / {top_a} "
+            f"(acoustic) but the model's vocabularies are {sem_vocab} / {m.vocab}: set "
+            "model.vocab / model.cond_vocab to the tokenizers' sizes")
+    top_m = max(int(v.max()) for v in mulan.values())
+    if top_m >= m.mulan_vocab:
+        raise LMDataError(f"MuLan tokens reach {top_m} but model.mulan_vocab={m.mulan_vocab}")
+    return TokenBatches(tokens, mulan, batch_size=batch_size, seconds=cfg.seconds,
+                        levels=m.levels if m.stage == "acoustic" else 1,
+                        semantic_rate=m.frame_rate / (m.cond_ratio if m.stage == "acoustic"
+                                                      else 1),
+                        acoustic_rate=m.frame_rate * (1 if m.stage == "acoustic"
+                                                      else m.cond_ratio),
+                        seed=seed)
+
+
+def _valid_hook(cfg: LMTrainConfig, valid) -> Hook:
+    batches = [valid.batch(i) for i in range(cfg.eval_batches)]
+
+    def fn(step: int, model: StageLM) -> dict[str, float]:
+        out: dict[str, list[float]] = {}
+        for b in batches:
+            mulan, codes, cond = _split(cfg.model, b)
+            for name, drop in (("cond", False), ("uncond", True)):
+                met = _eval_loss(model, mulan, codes, cond, jnp.full((len(mulan),), drop))
+                out.setdefault(f"valid/loss_{name}", []).append(float(met["loss"]))
+                out.setdefault(f"valid/accuracy_{name}", []).append(float(met["accuracy"]))
+        return {k: float(np.mean(v)) for k, v in out.items()}
+
+    return Hook(cfg.eval_every, fn)
+
+
+def train_lm(cfg: LMTrainConfig, progress: bool = True,
+             extra_hooks: tuple[Hook, ...] = ()) -> Path:
+    """Trains (or resumes) one stage; returns its inference weights folder."""
+    from musicrl.codec.model import count_params
+    from musicrl.lm.io import save_stage
+
+    train = load_stage_data(cfg, "train", cfg.loop.seed, cfg.batch_size, progress)
+    valid = load_stage_data(cfg, "valid", 12345, cfg.batch_size, progress)
+    model = StageLM(cfg.model, rngs=nnx.Rngs(cfg.loop.seed))
+    optimizer = make_optimizer(model, cfg)
+    m = cfg.model
+    tokens_per_step = cfg.batch_size * (train.t_len if m.stage == "acoustic" else train.s_len) \
+        * (m.levels if m.stage == "acoustic" else 1)
+    print(f"lm-{m.stage} ({m.backbone.kind}): {count_params(model) / 1e6:.2f} M parameters, "
+          f"{len(train)} training clips, {tokens_per_step} target tokens per step")
+
+    def step_fn(model, optimizer, batch, step):
+        mulan, codes, cond = _split(m, batch)
+        drop = drop_mask(cfg.loop.seed, step, len(mulan), m.cond_dropout)
+        return train_step(model, optimizer, mulan, codes, cond, drop)
+
+    t0 = time.time()
+    final = run_loop(cfg.loop, model=model, optimizer=optimizer, batches=train,
+                     step_fn=step_fn, config=to_dict(cfg), hooks=[_valid_hook(cfg, valid), *extra_hooks],
+                     items_per_step=tokens_per_step, items_name="tokens", progress=progress,
+                     desc=f"lm-{m.stage}")
+    out = Path(cfg.loop.workdir) / "weights"
+    if final >= cfg.loop.steps:
+        save_stage(out, model, meta={"train_config": to_dict(cfg), "steps": final,
+                                     "train_seconds_this_session": round(time.time() - t0, 1),
+                                     "params": count_params(model)})
+        print(f"inference weights: {out}")
+    return out
