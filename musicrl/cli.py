@@ -549,7 +549,7 @@ def _cmd_eval_generate(args: argparse.Namespace) -> int:
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate a model and write a report (JSON, PNG plots)")
-    esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="{codec,estimators,mulan,fad,generate}")
+    esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="{codec,estimators,mulan,fad,quality,diversity,generate}")
     c = esub.add_parser(
         "codec", help="the codec on held-out clips beside Opus: mel/STFT/SI-SDR, code usage",
         description="Encodes and decodes every clip of a split with 1, 2, 4 and 8 RVQ levels and "

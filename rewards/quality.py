@@ -2,7 +2,11 @@
 
 Model: log-mel → per-clip level normalisation → 1-D conv stack over time (mel
 bands as channels, strided) → mean + std pooling over time → MLP →
-``1 + 4 σ(·)``. Subtracting each clip's mean log-mel makes the score invariant
+``1 + 4 σ(·)``. Optionally (``freq_widths``) a 2-D conv branch over the
+(time, mel) plane, max-pooled over frequency, joins the pooled features: the
+1-D stack sees each mel band as its own channel and so learns band edges only
+where training put them (a low-pass at 3 kHz but not at 4 kHz); the 2-D branch
+detects a pattern at any frequency. Subtracting each clip's mean log-mel makes the score invariant
 to gain, so it judges the *shape* of the spectrogram (noise floors, missing
 bands, clipping harmonics, gaps, codec smearing), not loudness.
 
@@ -23,7 +27,7 @@ When human ratings exist, :func:`rating_loss` (regression to the 1–5 rating pl
 the same ranking loss over pairs of rows with different ratings) finetunes it.
 
 Dimension legend: ``b`` batch, ``n`` samples, ``t`` frames, ``m`` mel bands,
-``d`` width, ``g`` versions of one clip.
+``d`` width, ``c`` channels of the 2-D branch.
 """
 
 from __future__ import annotations
@@ -72,12 +76,15 @@ class QualityConfig:
                                   "first halves the frame rate", min=4)
     kernel: int = opt(5, "temporal kernel size of the convs", min=1)
     hidden: int = opt(64, "width of the pooled MLP head", min=4)
+    freq_widths: tuple[int, ...] = opt((), "2-D (time × mel) conv widths of a branch max-pooled "
+                                       "over frequency (a band edge is one feature wherever it "
+                                       "lies); empty: no branch", min=1)
 
 
 register_presets(QualityConfig, {
     "tiny": QualityConfig(n_fft=256, hop=128, n_mels=16, widths=(8, 8), kernel=3, hidden=8),
-    "small": QualityConfig(),
-    "base": QualityConfig(widths=(128, 192, 256, 256, 256), hidden=128),
+    "small": QualityConfig(freq_widths=(8, 16, 16)),
+    "base": QualityConfig(widths=(128, 192, 256, 256, 256), hidden=128, freq_widths=(16, 32, 32)),
 })
 
 
@@ -92,7 +99,12 @@ class QualityModel(nnx.Module):
                      strides=(1 if i == 0 else 2,), padding="SAME", rngs=rngs)
             for i in range(len(cfg.widths))])
         self.norms = nnx.List([nnx.LayerNorm(d, rngs=rngs) for d in cfg.widths])
-        self.head1 = nnx.Linear(2 * cfg.widths[-1], cfg.hidden, rngs=rngs)
+        fw = (1, *cfg.freq_widths)
+        self.fconvs = nnx.List([
+            nnx.Conv(fw[i], fw[i + 1], kernel_size=(3, 3), strides=(1, 1) if i == 0 else (2, 2),
+                     padding="SAME", rngs=rngs) for i in range(len(cfg.freq_widths))])
+        pooled = 2 * cfg.widths[-1] + (2 * cfg.freq_widths[-1] if cfg.freq_widths else 0)
+        self.head1 = nnx.Linear(pooled, cfg.hidden, rngs=rngs)
         self.head2 = nnx.Linear(cfg.hidden, 1, rngs=rngs)
 
     def features(self, wav_bn: jax.Array) -> jax.Array:
@@ -103,10 +115,18 @@ class QualityModel(nnx.Module):
 
     def logit(self, wav_bn: jax.Array) -> jax.Array:
         """Unsquashed score [b]."""
-        h_btd = self.features(wav_bn)
+        x_btm = self.features(wav_bn)
+        h_btd = x_btm
         for conv, norm in zip(self.convs, self.norms, strict=True):
             h_btd = jax.nn.gelu(norm(conv(h_btd)))
-        pooled_bd = jnp.concatenate([h_btd.mean(1), h_btd.std(1)], axis=-1)
+        pooled = [h_btd.mean(1), h_btd.std(1)]
+        if len(self.fconvs):
+            g_btmc = x_btm[..., None]
+            for conv in self.fconvs:
+                g_btmc = jax.nn.gelu(conv(g_btmc))
+            g_btc = g_btmc.max(axis=2)  # max over frequency: where the pattern is does not matter
+            pooled += [g_btc.mean(1), g_btc.std(1)]
+        pooled_bd = jnp.concatenate(pooled, axis=-1)
         return self.head2(jax.nn.gelu(self.head1(pooled_bd)))[:, 0]
 
     def __call__(self, wav_bn: jax.Array) -> jax.Array:

@@ -59,7 +59,7 @@ def _check_families(fams: tuple[str, ...]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class QualityTrainConfig:
-    model: QualityConfig = QualityConfig()
+    model: QualityConfig = presets_of(QualityConfig)["small"]
     loop: LoopConfig = LoopConfig(workdir="runs/quality-small", steps=500, log_every=25,
                                   ckpt_every=250)
     data_root: str = opt("data/small", "corpus whose train clips are degraded")

@@ -76,3 +76,14 @@ def test_load_refuses_missing_or_foreign_weights(tmp_path):
     (tmp_path / "x" / "meta.json").write_text(json.dumps({"component": "codec"}))
     with pytest.raises(QualityError, match="not a quality model"):
         load_quality(tmp_path / "x")
+
+
+def test_frequency_branch_keeps_range_and_gain_invariance():
+    import dataclasses
+
+    cfg = dataclasses.replace(presets_of(QualityConfig)["tiny"], freq_widths=(4, 4))
+    m = QualityModel(cfg, rngs=nnx.Rngs(1))
+    wav = np.random.default_rng(0).standard_normal((3, 8000)).astype(np.float32) * 0.1
+    s = score_batched(m, wav)
+    assert np.all((s >= 1) & (s <= 5))
+    np.testing.assert_allclose(score_batched(m, 2.0 * wav), s, atol=1e-3)

@@ -12,9 +12,15 @@ import soundfile as sf
 from flax import nnx
 
 from musicrl.cli import main
-from musicrl.config import resolve
+from musicrl.config import presets_of, resolve
 from rewards import degrade
-from rewards.quality import load_quality, score_batched
+from rewards.quality import (
+    QualityConfig,
+    QualityModel,
+    load_quality,
+    save_quality,
+    score_batched,
+)
 from training.loop import Hook, read_metrics
 from training.quality import DegradationBatches, QualityTrainConfig, train_quality
 
@@ -91,7 +97,8 @@ def _synthetic_ratings(tiny_corpus, folder):
 
 def test_finetune_on_ratings_raises_agreement(tiny_corpus, tmp_path):
     ratings = _synthetic_ratings(tiny_corpus, tmp_path)
-    init = train_quality(_cfg(tiny_corpus, tmp_path, "init", 2), progress=False)
+    init = save_quality(tmp_path / "init", QualityModel(
+        presets_of(QualityConfig)["tiny"], rngs=nnx.Rngs(3)), meta={"steps": 0})
     out = train_quality(_cfg(tiny_corpus, tmp_path, "ft", 40, [
         f"ratings={ratings}", f"init={init}", "lr=0.01", "eval_every=20"]), progress=False)
     model, meta = load_quality(out)
