@@ -99,10 +99,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--lengths", default="10,30,60")
     ap.add_argument("--skip-backbones", action="store_true")
+    ap.add_argument("--skip-e2e", action="store_true", help="only the backbone comparison")
     args = ap.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, "
           f"{jax.devices()[0].device_kind}; model {args.model}\n")
 
+    if not args.skip_e2e:
+        _e2e(args)
+    if not args.skip_backbones:
+        _backbones(args)
+
+
+def _e2e(args) -> None:
     pipe = Pipeline.from_pretrained(args.model)
     rows = end_to_end(pipe, args.seconds, args.repeats)
     print(f"End to end, one {args.seconds:g} s clip, batch 1 (median of {args.repeats}):")
@@ -114,17 +122,18 @@ def main() -> None:
     print(f"\nCFG cost ratio (γ=3 / γ=1, total time): {rows[1]['total'] / rows[0]['total']:.2f}×"
           f"; LM stages only: {(rows[1]['semantic'] + rows[1]['acoustic']) / (rows[0]['semantic'] + rows[0]['acoustic']):.2f}×")
 
-    if not args.skip_backbones:
-        lengths = [float(x) for x in args.lengths.split(",")]
-        print("\nTransformer vs Griffin, acoustic stage architecture (random weights), batch 1, "
-              "no CFG:")
-        print("| backbone | audio s | steps | time s | ms/step | XLA decode MB | temp MB | "
-              "cache MB |")
-        print("|---|---|---|---|---|---|---|---|")
-        for r in backbone_rows(lengths, max(1, args.repeats - 1)):
-            print(f"| {r['backbone']} | {r['seconds']:g} | {r['steps']} | {r['time']:.2f} | "
-                  f"{r['ms_per_step']:.2f} | {r['decode_mb']:.1f} | {r['temp_mb']:.1f} | "
-                  f"{r['cache_mb']:.2f} |")
+
+def _backbones(args) -> None:
+    lengths = [float(x) for x in args.lengths.split(",")]
+    print("\nTransformer vs Griffin, acoustic stage architecture (random weights), batch 1, "
+          "no CFG:")
+    print("| backbone | audio s | steps | time s | ms/step | XLA decode MB | temp MB | "
+          "cache MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in backbone_rows(lengths, max(1, args.repeats - 1)):
+        print(f"| {r['backbone']} | {r['seconds']:g} | {r['steps']} | {r['time']:.2f} | "
+              f"{r['ms_per_step']:.2f} | {r['decode_mb']:.1f} | {r['temp_mb']:.1f} | "
+              f"{r['cache_mb']:.2f} |")
 
 
 if __name__ == "__main__":
