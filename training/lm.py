@@ -49,6 +49,8 @@ class LMTrainConfig:
     grad_clip: float = opt(1.0, "global gradient-norm clip", min=0.0)
     eval_every: int = opt(250, "steps between valid-loss evaluations", min=1)
     eval_batches: int = opt(4, "fixed valid batches per evaluation", min=1)
+    init: str = opt("", "start from these stage weights (e.g. assets/small/lm-semantic) "
+                        "instead of random; a checkpoint in loop.workdir still wins")
 
     @property
     def token_dir(self) -> str:
@@ -167,11 +169,19 @@ def train_lm(cfg: LMTrainConfig, progress: bool = True,
     from musicrl.codec.model import count_params
     from musicrl.lm.io import save_stage
 
+    m = cfg.model
     train = load_stage_data(cfg, "train", cfg.loop.seed, cfg.batch_size, progress)
     valid = load_stage_data(cfg, "valid", 12345, cfg.batch_size, progress)
     model = StageLM(cfg.model, rngs=nnx.Rngs(cfg.loop.seed))
+    if cfg.init:
+        from musicrl.checkpoint import load_weights
+        from musicrl.lm.io import load_stage
+
+        _, meta = load_stage(cfg.init, m.stage)       # validates kind and config
+        load_weights(Path(cfg.init) if (Path(cfg.init) / "meta.json").exists()
+                     else Path(cfg.init) / "weights", model)
+        print(f"initialized from {cfg.init} ({meta.get('steps', '?')} steps)")
     optimizer = make_optimizer(model, cfg)
-    m = cfg.model
     tokens_per_step = cfg.batch_size * (train.t_len if m.stage == "acoustic" else train.s_len) \
         * (m.levels if m.stage == "acoustic" else 1)
     print(f"lm-{m.stage} ({m.backbone.kind}): {count_params(model) / 1e6:.2f} M parameters, "

@@ -97,3 +97,15 @@ def test_cli_and_vocabulary_mismatch(lm_data, tmp_path, capsys):
     assert main(["train", "lm", "--stage", "semantic", "--preset", "tiny", "--quiet",
                  f"data_root={root}", f"tokens={tmp_path / 'none'}", f"mulan={bundle / 'mulan'}",
                  f"loop.workdir={tmp_path / 'x'}"]) == 2
+
+
+def test_init_from_weights_continues_where_they_left(lm_data, tmp_path):
+    first = train_lm(_cfg(lm_data, tmp_path / "a", extra=["lr=1e-2"], steps=12), progress=False)
+    cont = train_lm(_cfg(lm_data, tmp_path / "b", extra=["lr=1e-4", f"init={first}"], steps=2),
+                    progress=False)
+    fresh = train_lm(_cfg(lm_data, tmp_path / "c", extra=["lr=1e-4"], steps=2), progress=False)
+    loss = lambda p: read_metrics(p.parent)[0]["loss"]  # noqa: E731
+    assert loss(cont) < loss(fresh) - 0.1
+    with pytest.raises(Exception, match="semantic stage"):
+        train_lm(_cfg(lm_data, tmp_path / "d", "tiny-acoustic", extra=[f"init={first}"]),
+                 progress=False)
