@@ -511,7 +511,8 @@ def _leftovers(path: Path, kind: str) -> list[Path]:
 
 
 def save_weights(path: str | os.PathLike, model: nnx.Module, *, meta: dict,
-                 dtype: Any = None, filter: Any = WEIGHTS_FILTER, compress: bool = True) -> None:
+                 dtype: Any = None, filter: Any = WEIGHTS_FILTER, compress: bool = True,
+                 skip: tuple[str, ...] = ()) -> None:
     """Writes a model's inference weights to the folder ``path`` (replacing it atomically).
 
     The folder holds ``weights.npz``, ``weights.json`` (index) and ``meta.json``;
@@ -531,6 +532,8 @@ def save_weights(path: str | os.PathLike, model: nnx.Module, *, meta: dict,
         (custom Variable types such as codebooks included).
       compress: deflate the arrays (≈ 20 % smaller for bf16 weights; ``np.load`` reads
         both kinds).
+      skip: leave out variables whose path ends with one of these names (training-only
+        state, e.g. a quantizer's EMA sums); load them with ``optional=`` the same names.
     """
     if not isinstance(meta, Mapping):
         raise CheckpointError(f"meta must be a dict, got {type(meta).__name__}")
@@ -543,6 +546,8 @@ def save_weights(path: str | os.PathLike, model: nnx.Module, *, meta: dict,
 
     arrays, index = {}, {}
     for p, var in variables.items():
+        if _matches(p, skip):
+            continue
         value = var.get_value()
         if _is_key(value):
             value = jax.random.key_data(value)
@@ -589,13 +594,19 @@ def save_weights(path: str | os.PathLike, model: nnx.Module, *, meta: dict,
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _matches(path: Path_, names: tuple[str, ...]) -> bool:
+    name = _name(path)
+    return any(name == n or name.endswith("/" + n) for n in names)
+
+
 def load_weights(path: str | os.PathLike, model: nnx.Module, *,
-                 filter: Any = WEIGHTS_FILTER) -> dict:
+                 filter: Any = WEIGHTS_FILTER, optional: tuple[str, ...] = ()) -> dict:
     """Loads :func:`save_weights` output into ``model`` in place and returns its meta.
 
     Arrays are cast back to the model's dtypes. Every variable selected by
     ``filter`` must be in the folder with the same shape, and vice versa;
-    nothing is modified otherwise.
+    nothing is modified otherwise. Variables named in ``optional`` (path suffixes) may be
+    absent from the folder (saved with ``skip=``); they keep the model's current values.
 
     Raises:
       CheckpointError: missing or damaged folder, or a variable that is missing
@@ -635,8 +646,9 @@ def load_weights(path: str | os.PathLike, model: nnx.Module, *,
         value = jax.random.key_data(value) if _is_key(value) else value
         expected[p] = (tuple(value.shape), value.dtype)
     saved = {p: (tuple(e["shape"]), e["dtype"]) for p, e in index.items()}
-    _check_compatible(saved, expected, what="variable", where=f"the weights at {folder}",
-                      check_dtype=False)
+    absent = {p for p in expected if p not in saved and _matches(p, optional)}
+    _check_compatible(saved, {p: v for p, v in expected.items() if p not in absent},
+                      what="variable", where=f"the weights at {folder}", check_dtype=False)
 
     values = {}
     with np.load(folder / _NPZ, allow_pickle=False) as npz:
@@ -646,5 +658,8 @@ def load_weights(path: str | os.PathLike, model: nnx.Module, *,
             arr = arr.view(dtype) if arr.dtype != dtype else arr
             # files written before 0-d arrays were kept 0-d hold scalars as [1]
             values[p] = arr.reshape(entry["shape"])
+    for p, var in _variables(state).items():
+        if p in absent:
+            values[p] = np.asarray(var.get_value())
     nnx.update(model, _with_values(state, values))
     return meta

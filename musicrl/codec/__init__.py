@@ -26,13 +26,14 @@ def load_codec(path: str | Path) -> tuple[Codec, dict[str, Any]]:
     from flax import nnx
 
     from musicrl.checkpoint import Checkpointer, load_weights
+    from musicrl.codec.quantizer import TRAINING_ONLY
     from musicrl.config import from_dict
 
     path = Path(path)
     if (path / "meta.json").exists():
         meta = json.loads((path / "meta.json").read_text())
         model = Codec(from_dict(CodecConfig, meta["config"]), rngs=nnx.Rngs(0, vq=1))
-        load_weights(path, model)
+        load_weights(path, model, optional=TRAINING_ONLY)
         return model, meta
     if (path / "weights" / "meta.json").exists():
         return load_codec(path / "weights")

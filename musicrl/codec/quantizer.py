@@ -24,7 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-__all__ = ["CodebookStat", "ResidualVQ"]
+__all__ = ["CodebookStat", "ResidualVQ", "TRAINING_ONLY"]
+
+
+# Training-only state of the EMA codebooks: inference needs only ``codebook``. Weights
+# folders may leave these out (``save_weights(skip=...)``, ``load_weights(optional=...)``).
+TRAINING_ONLY = ("embed_sum", "cluster_size", "usage")
 
 
 class CodebookStat(nnx.Variable):

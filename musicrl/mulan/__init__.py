@@ -67,6 +67,7 @@ def load_mulan(path: str | Path) -> tuple[Mulan, dict[str, Any]]:
     from flax import nnx
 
     from musicrl.checkpoint import load_weights
+    from musicrl.codec.quantizer import TRAINING_ONLY
     from musicrl.config import from_dict
 
     path = Path(path)
@@ -81,5 +82,5 @@ def load_mulan(path: str | Path) -> tuple[Mulan, dict[str, Any]]:
         raise MulanError(f"{path} holds a {meta.get('component')!r} model, not MuLan")
     tok = tokenizers.Tokenizer.from_file(str(path / TOKENIZER_FILE))
     model = Mulan(from_dict(MulanConfig, meta["config"]), tok, rngs=nnx.Rngs(0, vq=1))
-    load_weights(path, model)
+    load_weights(path, model, optional=TRAINING_ONLY)
     return model, meta

@@ -281,8 +281,8 @@ def test_weights_round_trip_bfloat16(tmp_path):
     model.ema[...] = jax.random.normal(jax.random.key(9), (256,))  # a non-trivial buffer
     meta = {"command": "musicrl train codec", "steps": 2, "metrics": {"loss": 0.25},
             "config": {"width": 256}}
-    save_weights(tmp_path / "f32", model, meta=meta)
-    save_weights(tmp_path / "bf16", model, meta=meta, dtype=jnp.bfloat16)
+    save_weights(tmp_path / "f32", model, meta=meta, compress=False)
+    save_weights(tmp_path / "bf16", model, meta=meta, dtype=jnp.bfloat16, compress=False)
 
     assert sorted(os.listdir(tmp_path / "bf16")) == ["meta.json", "weights.json", "weights.npz"]
     assert json.loads((tmp_path / "bf16" / "meta.json").read_text()) == meta
@@ -359,3 +359,38 @@ def test_weights_filter_selects_variables(tmp_path):
     fresh = big_toy(seed=5)
     load_weights(tmp_path / "params", fresh, filter=nnx.Param)
     assert_identical(snapshot(fresh, nnx.Param), snapshot(model, nnx.Param))
+
+
+def test_weights_skip_training_only_state_and_keep_scalars(tmp_path):
+    """A codec saved without its EMA sums loads (they keep init values) and decodes the same;
+    0-d parameters stay 0-d; deflated files are smaller than stored ones."""
+    from musicrl.codec.config import CodecConfig
+    from musicrl.codec.model import Codec
+    from musicrl.codec.quantizer import TRAINING_ONLY
+    from musicrl.config import presets_of
+
+    cfg = presets_of(CodecConfig)["tiny"]
+    a = Codec(cfg, rngs=nnx.Rngs(0, vq=1))
+    save_weights(tmp_path / "full", a, meta={}, compress=False)
+    save_weights(tmp_path / "lean", a, meta={}, skip=TRAINING_ONLY)
+    names = json.loads((tmp_path / "lean" / "weights.json").read_text())["arrays"]
+    assert "rvq/codebook" in names and not any(n.endswith("embed_sum") for n in names)
+    assert (tmp_path / "lean" / "weights.npz").stat().st_size < \
+        (tmp_path / "full" / "weights.npz").stat().st_size
+    b = Codec(cfg, rngs=nnx.Rngs(5, vq=6))
+    with pytest.raises(CheckpointError, match="is in the model but not in"):
+        load_weights(tmp_path / "lean", b)                    # not optional: refused
+    load_weights(tmp_path / "lean", b, optional=TRAINING_ONLY)
+    wav = jax.random.normal(jax.random.key(0), (1, 4 * cfg.hop))
+    np.testing.assert_array_equal(np.asarray(a.decode(a.encode(wav))),
+                                  np.asarray(b.decode(b.encode(wav))))
+
+    class Scalar(nnx.Module):
+        def __init__(self):
+            self.s = nnx.Param(jnp.asarray(1.5, jnp.float32))
+
+    save_weights(tmp_path / "s", Scalar(), meta={}, dtype=jnp.bfloat16)
+    m = Scalar()
+    m.s[...] = 0.0
+    load_weights(tmp_path / "s", m)
+    assert m.s[...].shape == () and float(m.s[...]) == 1.5
