@@ -76,6 +76,27 @@ def _attributes(wavs: np.ndarray, clf) -> dict[str, np.ndarray]:
             "drums": p["drums"] > 0.5, "features": feats}
 
 
+def _real_attributes(root, clips: Sequence[Clip], clf, estimators_dir) -> dict[str, np.ndarray]:
+    """:func:`_attributes` of the real clips, from the estimators' feature caches."""
+    from musicrl.evaluation.estimators import (
+        MELODY_FAMILIES,
+        _analysis,
+        key_from_chroma,
+        predict,
+    )
+    from musicrl.evaluation.features import EMBEDDING_NAME, cached_features
+
+    split = clips[0].split
+    ana = cached_features(root, clips, Path(estimators_dir) / f"analysis-{split}.npz",
+                          fn=_analysis)
+    feats = cached_features(root, clips,
+                            Path(estimators_dir) / f"features-{EMBEDDING_NAME}-{split}.npz")
+    p = predict(clf, feats)
+    return {"tempo": ana[:, 0], "mode": np.array([key_from_chroma(a[1:])[1] for a in ana]),
+            "melody": np.array([MELODY_FAMILIES[i] for i in p["melody"]]),
+            "drums": p["drums"] > 0.5, "features": feats}
+
+
 def _adherence(att: dict[str, np.ndarray], clips: Sequence[Clip]) -> dict[str, Any]:
     lab = [c.labels for c in clips]
     drums_idx = [i for i, lb in enumerate(lab) if lb.get("drums")]
@@ -167,7 +188,7 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
     real = np.stack([np.pad(w := load_audio(Path(root) / c.path, sr)[:n],
                             (0, n - len(w))) for c in clips])
     mcc_real, _ = _mcc(pipe.mulan, prompts, real)
-    real_att = _attributes(real, clf)
+    real_att = _real_attributes(root, clips, clf, estimators_dir)
     report: dict[str, Any] = {
         "split": split, "prompts": len(clips), "seconds": seconds, "seed": seed,
         "model": pipe.meta.get("components", {}),
