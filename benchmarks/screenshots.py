@@ -7,7 +7,8 @@ votes a few times so the leaderboard and the admin counts have rows, and saves:
 
     docs/img/app-create.png  app-arena.png  app-leaderboard.png  app-data.png
 
-Usage: ``python benchmarks/screenshots.py [--out docs/img]``
+Usage: ``python benchmarks/screenshots.py [--out docs/img] [--real]`` (``--real``: the
+bundled model instead of the test generator; the committed screenshots use it).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def _arena_round(page, choice: str, prompt: str = "") -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(ROOT / "docs" / "img"))
+    p.add_argument("--real", action="store_true",
+                   help="serve the bundled model (assets/small at CFG 3 and 1) instead of the "
+                        "test tone generator")
     args = p.parse_args()
     exe = shutil.which("chromium")
     if exe is None:
@@ -59,7 +63,12 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="shots-") as d:
-        server = AppServer(Path(d), min_listen=0.5)
+        systems = None
+        if args.real:
+            from app.systems import DEFAULT_SYSTEMS
+
+            systems = DEFAULT_SYSTEMS
+        server = AppServer(Path(d), min_listen=0.5, systems=systems)
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
@@ -89,7 +98,8 @@ def main() -> int:
                 page.screenshot(path=str(out / "app-arena.png"), full_page=True)
 
                 page.get_by_role("tab", name="Leaderboard").click()
-                expect(page.locator("#leaderboard-table")).to_contain_text("tone-", timeout=T)
+                expect(page.locator("#leaderboard-table")).to_contain_text(
+                    "small-" if args.real else "tone-", timeout=T)
                 time.sleep(1.0)
                 page.screenshot(path=str(out / "app-leaderboard.png"), full_page=True)
 
