@@ -149,3 +149,17 @@ def write_wav_atomic(path: str | os.PathLike, x: np.ndarray, sr: int = SAMPLE_RA
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def map_padded(fn, wav_bn: np.ndarray, batch: int = 32) -> np.ndarray:
+    """``fn`` over clips [N, n] in chunks of ``batch`` rows, the last chunk zero-padded so a
+    jitted ``fn`` compiles one shape; returns the rows' outputs concatenated [N, ...]."""
+    wav_bn = np.asarray(wav_bn, np.float32)
+    out = []
+    for i in range(0, len(wav_bn), batch):
+        x = wav_bn[i:i + batch]
+        pad = min(batch, len(wav_bn)) - len(x)
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, x.shape[1]), np.float32)])
+        out.append(np.asarray(fn(x))[: len(x) - pad])
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)

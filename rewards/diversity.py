@@ -132,15 +132,11 @@ def embed(model: DiversityEmbedder, wav_bn: jax.Array) -> jax.Array:
 
 def embed_batched(model: DiversityEmbedder, wav_bn: np.ndarray, batch: int = 32) -> np.ndarray:
     """Embeddings [N, e] of many clips (one compiled shape: the last chunk is padded)."""
-    wav_bn = np.asarray(wav_bn, np.float32)
-    out = []
-    for i in range(0, len(wav_bn), batch):
-        x = wav_bn[i:i + batch]
-        pad = min(batch, len(wav_bn)) - len(x)
-        if pad:
-            x = np.concatenate([x, np.zeros((pad, x.shape[1]), np.float32)])
-        out.append(np.asarray(embed(model, jnp.asarray(x)))[: len(x) - pad])
-    return np.concatenate(out) if out else np.zeros((0, model.cfg.dim), np.float32)
+    from musicrl.audio import map_padded
+
+    if len(wav_bn) == 0:
+        return np.zeros((0, model.cfg.dim), np.float32)
+    return map_padded(lambda x: embed(model, jnp.asarray(x)), wav_bn, batch)
 
 
 def diversity(e1_be: np.ndarray, e2_be: np.ndarray) -> np.ndarray:

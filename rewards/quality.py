@@ -199,15 +199,9 @@ def _score_jit(model: QualityModel, wav_bn: jax.Array) -> jax.Array:
 
 def score_batched(model: QualityModel, wav_bn: np.ndarray, batch: int = 32) -> np.ndarray:
     """Scores [N] of clips [N, n] (one compiled shape: the last chunk is padded)."""
-    wav_bn = np.asarray(wav_bn, np.float32)
-    out = []
-    for i in range(0, len(wav_bn), batch):
-        x = wav_bn[i:i + batch]
-        pad = min(batch, len(wav_bn)) - len(x)
-        if pad:
-            x = np.concatenate([x, np.zeros((pad, x.shape[1]), np.float32)])
-        out.append(np.asarray(_score_jit(model, jnp.asarray(x)))[: len(x) - pad])
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+    from musicrl.audio import map_padded
+
+    return map_padded(lambda x: _score_jit(model, jnp.asarray(x)), wav_bn, batch)
 
 
 def save_quality(path: str | Path, model: QualityModel, meta: dict[str, Any],
