@@ -49,6 +49,11 @@ class LMTrainConfig:
     grad_clip: float = opt(1.0, "global gradient-norm clip", min=0.0)
     eval_every: int = opt(250, "steps between valid-loss evaluations", min=1)
     eval_batches: int = opt(4, "fixed valid batches per evaluation", min=1)
+    text_prob: float = opt(0.5, "fraction of training examples conditioned on the MuLan tokens "
+                                "of one of their captions' text embeddings instead of their "
+                                "audio's (what inference uses)", min=0.0, max=1.0)
+    keep_best: bool = opt(True, "export the weights of the evaluation with the lowest valid "
+                                "loss (text-conditioned), not the last step's")
     init: str = opt("", "start from these stage weights (e.g. assets/small/lm-semantic) "
                         "instead of random; a checkpoint in loop.workdir still wins")
 
@@ -70,7 +75,7 @@ register_presets(LMTrainConfig, {
         loop=LoopConfig(workdir="runs/lm-acoustic-tiny", steps=6, log_every=2, ckpt_every=3),
         data_root="data/tiny", mulan="runs/mulan-tiny/weights", seconds=1.0, batch_size=2,
         warmup_steps=1, eval_every=3, eval_batches=1),
-    "small": LMTrainConfig(),
+    "small": LMTrainConfig(model=_small_s),
     "small-acoustic": LMTrainConfig(
         model=_small_a,
         loop=LoopConfig(workdir="runs/lm-acoustic-small", steps=1_500, log_every=25,
@@ -93,9 +98,9 @@ def _split(cfg: StageConfig, batch: dict) -> tuple[jax.Array, jax.Array, jax.Arr
 
 
 @nnx.jit
-def train_step(model: StageLM, optimizer: nnx.Optimizer, mulan, codes, cond, drop):
+def train_step(model: StageLM, optimizer: nnx.Optimizer, mulan, codes, cond, drop, dropout_key):
     def loss_fn(m):
-        return stage_loss(m, mulan, codes, cond, drop)
+        return stage_loss(m, mulan, codes, cond, drop, dropout_key)
 
     (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
     metrics["grad_norm"] = optax.tree.norm(grads)
@@ -115,10 +120,15 @@ def drop_mask(seed: int, step: int, batch: int, p: float) -> jax.Array:
 
 
 def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
-                    progress: bool = True):
+                    progress: bool = True, text_prob: float | None = None):
     """TokenBatches of a split (MuLan tokens computed and cached on first use)."""
     from musicrl.data.tokens import load_tokens
-    from musicrl.lm.data import LMDataError, TokenBatches, corpus_mulan_tokens
+    from musicrl.lm.data import (
+        LMDataError,
+        TokenBatches,
+        corpus_mulan_text_tokens,
+        corpus_mulan_tokens,
+    )
 
     tokens = load_tokens(cfg.token_dir, split=split)
     if not tokens:
@@ -126,6 +136,10 @@ def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
                           f"`musicrl tokenize --root {cfg.data_root}`")
     mulan = corpus_mulan_tokens(cfg.data_root, sorted(tokens), cfg.mulan, cfg.token_dir,
                                 progress=progress)
+    text_prob = cfg.text_prob if text_prob is None else text_prob
+    mulan_text = (corpus_mulan_text_tokens(cfg.data_root, sorted(tokens), cfg.mulan,
+                                           cfg.token_dir, progress=progress)
+                  if text_prob > 0 else None)
     m = cfg.model
     top_s = max(int(s.max()) for s, _ in tokens.values())
     top_a = max(int(a[:, :m.levels].max()) for _, a in tokens.values())
@@ -135,7 +149,7 @@ def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
             f"the token cache {cfg.token_dir} holds ids up to {top_s} (semantic) / {top_a} "
             f"(acoustic) but the model's vocabularies are {sem_vocab} / {m.vocab}: set "
             "model.vocab / model.cond_vocab to the tokenizers' sizes")
-    top_m = max(int(v.max()) for v in mulan.values())
+    top_m = max(int(v.max()) for v in [*mulan.values(), *(mulan_text or {}).values()])
     if top_m >= m.mulan_vocab:
         raise LMDataError(f"MuLan tokens reach {top_m} but model.mulan_vocab={m.mulan_vocab}")
     return TokenBatches(tokens, mulan, batch_size=batch_size, seconds=cfg.seconds,
@@ -144,11 +158,20 @@ def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
                                                       else 1),
                         acoustic_rate=m.frame_rate * (1 if m.stage == "acoustic"
                                                       else m.cond_ratio),
-                        seed=seed)
+                        seed=seed, mulan_text=mulan_text, text_prob=text_prob)
 
 
-def _valid_hook(cfg: LMTrainConfig, valid) -> Hook:
+def _valid_hook(cfg: LMTrainConfig, valid, best_dir: Path | None = None) -> Hook:
+    """Valid loss, conditional and unconditional, on fixed batches; the valid stream is
+    conditioned on caption-text tokens (what inference sees). With ``best_dir``, the
+    weights of the best conditional loss so far are saved there."""
     batches = [valid.batch(i) for i in range(cfg.eval_batches)]
+    best = {"loss": float("inf")}
+    if best_dir is not None and (best_dir / "meta.json").exists():  # resumed run
+        import json
+
+        best["loss"] = float(json.loads((best_dir / "meta.json").read_text())
+                             .get("valid_loss_cond", float("inf")))
 
     def fn(step: int, model: StageLM) -> dict[str, float]:
         out: dict[str, list[float]] = {}
@@ -158,7 +181,18 @@ def _valid_hook(cfg: LMTrainConfig, valid) -> Hook:
                 met = _eval_loss(model, mulan, codes, cond, jnp.full((len(mulan),), drop))
                 out.setdefault(f"valid/loss_{name}", []).append(float(met["loss"]))
                 out.setdefault(f"valid/accuracy_{name}", []).append(float(met["accuracy"]))
-        return {k: float(np.mean(v)) for k, v in out.items()}
+        res = {k: float(np.mean(v)) for k, v in out.items()}
+        if best_dir is not None and res["valid/loss_cond"] < best["loss"]:
+            from musicrl.codec.model import count_params
+            from musicrl.lm.io import save_stage
+
+            best["loss"] = res["valid/loss_cond"]
+            save_stage(best_dir, model, meta={
+                "train_config": to_dict(cfg), "steps": step, "params": count_params(model),
+                "valid_loss_cond": res["valid/loss_cond"],
+                "valid_loss_uncond": res["valid/loss_uncond"]})
+        res["valid/best_loss_cond"] = best["loss"]
+        return res
 
     return Hook(cfg.eval_every, fn)
 
@@ -171,7 +205,8 @@ def train_lm(cfg: LMTrainConfig, progress: bool = True,
 
     m = cfg.model
     train = load_stage_data(cfg, "train", cfg.loop.seed, cfg.batch_size, progress)
-    valid = load_stage_data(cfg, "valid", 12345, cfg.batch_size, progress)
+    valid = load_stage_data(cfg, "valid", 12345, cfg.batch_size, progress,
+                            text_prob=1.0 if cfg.text_prob > 0 else 0.0)
     model = StageLM(cfg.model, rngs=nnx.Rngs(cfg.loop.seed))
     if cfg.init:
         from musicrl.checkpoint import load_weights
@@ -190,17 +225,33 @@ def train_lm(cfg: LMTrainConfig, progress: bool = True,
     def step_fn(model, optimizer, batch, step):
         mulan, codes, cond = _split(m, batch)
         drop = drop_mask(cfg.loop.seed, step, len(mulan), m.cond_dropout)
-        return train_step(model, optimizer, mulan, codes, cond, drop)
+        dkey = jax.random.fold_in(jax.random.key(cfg.loop.seed + 104_729), step)
+        return train_step(model, optimizer, mulan, codes, cond, drop, dkey)
 
     t0 = time.time()
+    best_dir = Path(cfg.loop.workdir) / "best" if cfg.keep_best else None
     final = run_loop(cfg.loop, model=model, optimizer=optimizer, batches=train,
-                     step_fn=step_fn, config=to_dict(cfg), hooks=[_valid_hook(cfg, valid), *extra_hooks],
+                     step_fn=step_fn, config=to_dict(cfg),
+                     hooks=[_valid_hook(cfg, valid, best_dir), *extra_hooks],
                      items_per_step=tokens_per_step, items_name="tokens", progress=progress,
                      desc=f"lm-{m.stage}")
     out = Path(cfg.loop.workdir) / "weights"
     if final >= cfg.loop.steps:
-        save_stage(out, model, meta={"train_config": to_dict(cfg), "steps": final,
-                                     "train_seconds_this_session": round(time.time() - t0, 1),
-                                     "params": count_params(model)})
+        meta = {"train_config": to_dict(cfg), "steps": final,
+                "train_seconds_this_session": round(time.time() - t0, 1),
+                "params": count_params(model)}
+        if best_dir is not None and (best_dir / "meta.json").exists():
+            import json
+
+            from musicrl.checkpoint import load_weights
+
+            best = json.loads((best_dir / "meta.json").read_text())
+            load_weights(best_dir, model)
+            meta.update(steps=best["steps"], steps_run=final,
+                        valid_loss_cond=best["valid_loss_cond"],
+                        valid_loss_uncond=best["valid_loss_uncond"])
+            print(f"best valid loss {best['valid_loss_cond']:.4f} at step {best['steps']} "
+                  f"(of {final}): exporting those weights")
+        save_stage(out, model, meta=meta)
         print(f"inference weights: {out}")
     return out

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import shutil
 import time
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from flax import nnx
 
 from musicrl.codec.model import count_params
 from musicrl.config import opt, presets_of, register_presets, to_dict
+from musicrl.data.captioning import MOOD_WORDS, TEMPO_WORDS
 from musicrl.data.config import LoaderConfig
 from musicrl.mulan import (
     TOKENIZER_FILE,
@@ -36,6 +39,7 @@ from musicrl.mulan import (
     embed_audio_batched,
     embed_prompts_batched,
     fit_conditioning_rvq,
+    load_mulan,
     reconstruction_cosine,
     save_mulan,
     train_text_tokenizer,
@@ -59,6 +63,11 @@ class MulanTrainConfig:
     eval_clips: int = opt(512, "at most this many valid clips in the retrieval pool", min=2)
     rvq_crops_per_clip: int = opt(4, "audio crops per train clip for fitting the RVQ", min=1)
     rvq_ema_passes: int = opt(3, "EMA passes over the embeddings after k-means", min=0)
+    hard_negatives: bool = opt(True, "add each caption rewritten with its mode and with its "
+                                     "tempo flipped as extra negatives of its clip (teaches "
+                                     "what the words major/minor, slow/fast mean)")
+    init: str = opt("", "start from these MuLan weights (a save_mulan folder; its tokenizer "
+                        "is used) instead of random; a checkpoint in loop.workdir still wins")
 
 
 register_presets(MulanTrainConfig, {
@@ -79,17 +88,82 @@ def make_optimizer(model: Mulan, cfg: MulanTrainConfig) -> nnx.Optimizer:
                         weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
 
 
-def _loss(model: Mulan, ids: jax.Array, mask: jax.Array, wav: jax.Array):
-    return model.contrastive_loss(ids, mask, wav)
+def _loss(model: Mulan, ids: jax.Array, mask: jax.Array, wav: jax.Array, neg=None):
+    return model.contrastive_loss(ids, mask, wav, neg)
 
 
 @nnx.jit
 def train_step(model: Mulan, optimizer: nnx.Optimizer, ids: jax.Array, mask: jax.Array,
-               wav: jax.Array) -> dict[str, jax.Array]:
-    (_, metrics), grads = nnx.value_and_grad(_loss, has_aux=True)(model, ids, mask, wav)
+               wav: jax.Array, neg=None) -> dict[str, jax.Array]:
+    (_, metrics), grads = nnx.value_and_grad(_loss, has_aux=True)(model, ids, mask, wav, neg)
     metrics["grad_norm"] = optax.tree.norm(grads)
     optimizer.update(model, grads)
     return metrics
+
+
+# ----------------------------------------------------------------------------
+# Counterfactual captions (hard negatives)
+# ----------------------------------------------------------------------------
+
+def _word_re(words) -> re.Pattern:
+    alts = sorted({w for w in words}, key=len, reverse=True)
+    return re.compile(r"\b(" + "|".join(re.escape(w) for w in alts) + r")\b", re.IGNORECASE)
+
+
+def _keep_case(src: str, dst: str) -> str:
+    return dst[:1].upper() + dst[1:] if src[:1].isupper() else dst
+
+
+_MODE_MAP = {"major": "minor", "minor": "major"}
+for _a, _b in zip(MOOD_WORDS["major"], MOOD_WORDS["minor"], strict=True):
+    _MODE_MAP[_a], _MODE_MAP[_b] = _b, _a
+_MODE_RE = _word_re(_MODE_MAP)
+_TEMPO_OF = {w: b for b, ws in TEMPO_WORDS.items() for w in ws}
+_TEMPO_RE = _word_re(_TEMPO_OF)
+_BPM_RE = re.compile(r"\b(\d{2,3})(\s*)(bpm|beats per minute)\b", re.IGNORECASE)
+_BPM_RANGE = {"slow": (56, 84), "medium": (96, 124), "fast": (140, 180)}
+
+
+def flip_mode(caption: str) -> str | None:
+    """The caption with major↔minor and its mood words swapped; None if it names neither."""
+    out = _MODE_RE.sub(lambda m: _keep_case(m.group(1), _MODE_MAP[m.group(1).lower()]), caption)
+    return out if out != caption else None
+
+
+def flip_tempo(caption: str, rng: np.random.Generator) -> str | None:
+    """The caption moved to another tempo bucket (slow ↔ fast, medium → either): tempo
+    words and the BPM number rewritten; None if it names no tempo."""
+    m = _BPM_RE.search(caption)
+    words = [w.lower() for w in _TEMPO_RE.findall(caption)]
+    if m:
+        bpm = int(m.group(1))
+        src = "slow" if bpm < 90 else ("medium" if bpm <= 130 else "fast")
+    elif words:
+        src = _TEMPO_OF[words[0]]
+    else:
+        return None
+    dst = {"slow": "fast", "fast": "slow"}.get(src) or ("slow" if rng.random() < 0.5 else "fast")
+    pool = TEMPO_WORDS[dst]
+    out = _TEMPO_RE.sub(lambda w: _keep_case(w.group(1), pool[int(rng.integers(len(pool)))]),
+                        caption)
+    lo, hi = _BPM_RANGE[dst]
+    out = _BPM_RE.sub(lambda b: f"{int(rng.integers(lo, hi + 1))}{b.group(2)}{b.group(3)}", out)
+    return out if out != caption else None
+
+
+def hard_negatives(captions: list[str], rng: np.random.Generator
+                   ) -> tuple[list[str], np.ndarray]:
+    """Two rewritten captions per caption (mode flipped, tempo flipped) and which exist.
+
+    Returns ``(texts [2b], valid bool [2b])``; a missing rewrite is a placeholder (the
+    caption itself) marked invalid, so the batch shape never changes.
+    """
+    texts, valid = [], []
+    for c in captions:
+        for alt in (flip_mode(c), flip_tempo(c, rng)):
+            texts.append(alt if alt is not None else c)
+            valid.append(alt is not None)
+    return texts, np.asarray(valid)
 
 
 # ----------------------------------------------------------------------------
@@ -183,8 +257,23 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
 
     root = Path(cfg.loop.workdir)
     train_clips = load_clips(cfg.data_root, splits=["train"])
+    if cfg.init and not (root / TOKENIZER_FILE).exists():
+        init_dir = Path(cfg.init)
+        init_dir = init_dir / "weights" if (init_dir / "weights" / TOKENIZER_FILE).exists() \
+            else init_dir
+        if not (init_dir / TOKENIZER_FILE).exists():
+            raise ValueError(f"init={cfg.init}: not a MuLan weights folder (no {TOKENIZER_FILE})")
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.copy(init_dir / TOKENIZER_FILE, root / TOKENIZER_FILE)
     tok = _tokenizer(cfg, root, train_clips)
     model = Mulan(cfg.model, tok, rngs=nnx.Rngs(cfg.loop.seed, vq=cfg.loop.seed + 1))
+    if cfg.init:
+        init_model, _ = load_mulan(cfg.init)
+        if to_dict(init_model.cfg) != to_dict(cfg.model):
+            raise ValueError(f"init={cfg.init} was trained with another model config; pass the "
+                             "same model.* settings")
+        nnx.update(model, nnx.state(init_model, nnx.Param))
+        print(f"initialized from {cfg.init}")
     optimizer = make_optimizer(model, cfg)
     crop = cfg.model.crop_samples
     loader = make_loader(LoaderConfig(root=cfg.data_root, split="train",
@@ -196,8 +285,14 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
 
     def step_fn(model, optimizer, batch, step):
         ids, mask = model.tokenize(batch["caption"])
+        neg = None
+        if cfg.hard_negatives:
+            texts, valid = hard_negatives(list(batch["caption"]),
+                                          np.random.default_rng([cfg.loop.seed, 31, step]))
+            n_ids, n_mask = model.tokenize(texts)
+            neg = (jnp.asarray(n_ids), jnp.asarray(n_mask), jnp.asarray(valid))
         return train_step(model, optimizer, jnp.asarray(ids), jnp.asarray(mask),
-                          jnp.asarray(batch["audio"]))
+                          jnp.asarray(batch["audio"]), neg)
 
     pairs = _valid_pairs(cfg)
     hook, last_valid = _retrieval_hook(cfg, pairs) if pairs else (None, {})

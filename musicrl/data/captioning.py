@@ -14,7 +14,7 @@ import numpy as np
 from musicrl.data.instruments import INSTRUMENTS
 from musicrl.data.scores import STYLES
 
-__all__ = ["make_captions", "make_tags"]
+__all__ = ["make_captions", "make_tags", "TEMPO_WORDS", "MOOD_WORDS"]
 
 _TEMPO_WORDS = {
     "slow": ("slow", "gentle", "unhurried", "calm", "leisurely", "slow-moving"),
@@ -30,6 +30,9 @@ _DYN_WORDS = {
     "medium": ("", "", "at a moderate volume"),
     "loud": ("played loudly", "bold and loud", "with strong, forceful playing"),
 }
+# The vocabularies, for code that rewrites captions (MuLan's counterfactual negatives).
+TEMPO_WORDS, MOOD_WORDS = _TEMPO_WORDS, _MOOD_WORDS
+
 _GROOVE_WORDS = {
     "rock": ("rock", "straight rock", "backbeat"),
     "four_on_the_floor": ("four-on-the-floor", "dance", "disco-style four-on-the-floor"),

@@ -38,6 +38,9 @@ class BackboneConfig:
     activation: str = opt("swiglu", "gated-MLP activation: SiLU (SwiGLU) or GeLU (GeGLU)",
                           choices=("swiglu", "geglu"))
     rope_base: float = opt(10_000.0, "RoPE maximum wavelength", min=1.0)
+    dropout: float = opt(0.0, "residual dropout on every block's mixing and MLP output "
+                              "(training only: active when a dropout key is passed)",
+                         min=0.0, max=0.9)
     norm_eps: float = opt(1e-6, "RMSNorm epsilon", min=0.0, max=1e-2)
     # Griffin only ---------------------------------------------------------------------
     lru_width: int = opt(0, "Griffin: RG-LRU width r; 0 = width (must be a multiple of "

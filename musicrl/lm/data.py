@@ -28,7 +28,10 @@ import numpy as np
 
 from musicrl.errors import MusicrlError
 
-__all__ = ["LMDataError", "mulan_identity", "corpus_mulan_tokens", "TokenBatches"]
+__all__ = ["LMDataError", "mulan_identity", "corpus_mulan_tokens", "corpus_mulan_text_tokens",
+           "TokenBatches", "CAPTIONS_PER_CLIP"]
+
+CAPTIONS_PER_CLIP = 5  # text-token rows kept per clip (captions cycled when a clip has fewer)
 
 
 class LMDataError(MusicrlError, ValueError):
@@ -45,6 +48,21 @@ def mulan_identity(mulan_dir: str | os.PathLike) -> str:
         raise LMDataError(f"{mulan_dir}: no MuLan weights (weights.json); train MuLan first "
                           "(`musicrl train mulan`) or pass --mulan assets/small/mulan")
     return hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+
+
+def _read_cache(cache: Path) -> dict[str, np.ndarray]:
+    if not cache.exists():
+        return {}
+    with np.load(cache) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Replaces ``cache`` atomically (a crash leaves the old file or the new one)."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, cache)
 
 
 def corpus_mulan_tokens(root: str | os.PathLike, clip_ids: Sequence[str], mulan_dir: str,
@@ -68,10 +86,7 @@ def corpus_mulan_tokens(root: str | os.PathLike, clip_ids: Sequence[str], mulan_
         raise LMDataError(f"{len(missing)} clips of the token cache are not in {root}'s manifest "
                           f"(e.g. {missing[0]}): re-run `musicrl tokenize --root {root}`")
     key = {cid: f"{cid}|{clips[cid].checksum[:16]}" for cid in clip_ids}
-    have: dict[str, np.ndarray] = {}
-    if cache.exists():
-        with np.load(cache) as z:
-            have = {k: z[k] for k in z.files}
+    have = _read_cache(cache)
     todo = [cid for cid in clip_ids if key[cid] not in have]
     if todo:
         import jax.numpy as jnp
@@ -89,11 +104,57 @@ def corpus_mulan_tokens(root: str | os.PathLike, clip_ids: Sequence[str], mulan_
             toks = np.asarray(model.tokens_for_embeddings(jnp.asarray(emb)), np.int32)
             for c, t in zip(ids, toks, strict=False):
                 have[key[c]] = t
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.tmp.npz")
-        np.savez(tmp, **have)
-        os.replace(tmp, cache)
+        _write_cache(cache, have)
     return {cid: have[key[cid]] for cid in clip_ids}
+
+
+def corpus_mulan_text_tokens(root: str | os.PathLike, clip_ids: Sequence[str], mulan_dir: str,
+                             cache_dir: str | os.PathLike, *, progress: bool = True,
+                             batch: int = 64) -> dict[str, np.ndarray]:
+    """{clip id: int32 [CAPTIONS_PER_CLIP, m]} MuLan tokens of each clip's caption *texts*.
+
+    The generator is prompted with the tokens of a text embedding, but MuLan's
+    text and audio embeddings of the same music are not the same point (the
+    contrastive "modality gap"), so a model trained on audio tokens alone sees
+    tokens at inference that it never saw in training. Training on a mix of
+    both closes that gap. Cached in ``cache_dir/mulan-text-<identity>.npz``
+    keyed by clip id and a hash of its captions; clips without captions get the
+    audio tokens' place left to the caller (they are left out of the result).
+    """
+    from tqdm import tqdm
+
+    from musicrl.data.manifest import load_clips
+
+    ident = mulan_identity(mulan_dir)
+    cache = Path(cache_dir) / f"mulan-text-{ident}.npz"
+    clips = {c.id: c for c in load_clips(root)}
+    key = {}
+    for cid in clip_ids:
+        caps = clips[cid].captions if cid in clips else ()
+        if caps:
+            h = hashlib.sha256("\x1f".join(caps).encode()).hexdigest()[:16]
+            key[cid] = f"{cid}|{h}"
+    have = _read_cache(cache)
+    todo = [cid for cid in key if key[cid] not in have]
+    if todo:
+        import jax.numpy as jnp
+
+        from musicrl.mulan import embed_prompts_batched, load_mulan
+
+        model, _ = load_mulan(mulan_dir)
+        texts = [clips[c].captions[j % len(clips[c].captions)]
+                 for c in todo for j in range(CAPTIONS_PER_CLIP)]
+        embs = []
+        for i in tqdm(range(0, len(texts), batch), desc="MuLan text tokens",
+                      disable=not progress, unit="batch"):
+            embs.append(embed_prompts_batched(model, texts[i:i + batch], batch))
+        emb = np.concatenate(embs)
+        toks = np.asarray(model.tokens_for_embeddings(jnp.asarray(emb)), np.int32)
+        toks = toks.reshape(len(todo), CAPTIONS_PER_CLIP, -1)
+        for c, t in zip(todo, toks, strict=True):
+            have[key[c]] = t
+        _write_cache(cache, have)
+    return {cid: have[k] for cid, k in key.items()}
 
 
 class TokenBatches:
@@ -103,6 +164,11 @@ class TokenBatches:
     acoustic crops aligned: acoustic frame f ↔ semantic frame f // ratio).
     Clips shorter than the crop are skipped at construction.
 
+    With ``mulan_text`` ({clip: [c, m]} tokens of its captions' text
+    embeddings) and ``text_prob`` > 0, each example is conditioned on the tokens
+    of one of its captions (drawn uniformly) with probability ``text_prob``,
+    else on its audio tokens.
+
     Yields dicts ``{"mulan": int32 [b, m], "semantic": int32 [b, s],
     "acoustic": int32 [b, t, q]}`` with q = ``levels``.
     """
@@ -110,7 +176,8 @@ class TokenBatches:
     def __init__(self, tokens: dict[str, tuple[np.ndarray, np.ndarray]],
                  mulan: dict[str, np.ndarray], *, batch_size: int, seconds: float,
                  levels: int, semantic_rate: float = 25.0, acoustic_rate: float = 50.0,
-                 seed: int = 0):
+                 seed: int = 0, mulan_text: dict[str, np.ndarray] | None = None,
+                 text_prob: float = 0.0):
         self.ratio = int(round(acoustic_rate / semantic_rate))
         if abs(self.ratio * semantic_rate - acoustic_rate) > 1e-6:
             raise LMDataError("the acoustic frame rate must be a whole multiple of the semantic "
@@ -128,6 +195,15 @@ class TokenBatches:
         self.sem = [tokens[c][0].astype(np.int32) for c in ids]
         self.aco = [tokens[c][1][:, :levels].astype(np.int32) for c in ids]
         self.mulan = np.stack([mulan[c] for c in ids]).astype(np.int32)
+        if not 0.0 <= text_prob <= 1.0:
+            raise LMDataError(f"text_prob must be in [0, 1], got {text_prob}")
+        self.text_prob = text_prob if mulan_text else 0.0
+        if self.text_prob:
+            # clips without captions keep their audio tokens (every row = audio tokens)
+            self.mulan_text = np.stack([
+                mulan_text[c] if c in mulan_text
+                else np.repeat(mulan[c][None], CAPTIONS_PER_CLIP, axis=0) for c in ids
+            ]).astype(np.int32)[..., :self.mulan.shape[1]]
         self.batch_size, self.seed, self.index = batch_size, seed, 0
 
     def __len__(self) -> int:
@@ -143,8 +219,12 @@ class TokenBatches:
             o = int(rng.integers(0, n_s - self.s_len + 1))
             sem.append(self.sem[i][o:o + self.s_len])
             aco.append(self.aco[i][o * self.ratio:(o + self.s_len) * self.ratio])
-        return {"mulan": self.mulan[pick], "semantic": np.stack(sem),
-                "acoustic": np.stack(aco)}
+        mulan = self.mulan[pick]
+        if self.text_prob:
+            use = rng.random(len(pick)) < self.text_prob
+            row = rng.integers(0, self.mulan_text.shape[1], len(pick))
+            mulan = np.where(use[:, None], self.mulan_text[pick, row], mulan)
+        return {"mulan": mulan, "semantic": np.stack(sem), "acoustic": np.stack(aco)}
 
     def __iter__(self) -> TokenBatches:
         return self

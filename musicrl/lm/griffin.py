@@ -30,7 +30,17 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from musicrl.lm.config import BackboneConfig
-from musicrl.lm.layers import Attention, Einsum, GatedMLP, RMSNorm, attend, fan_in_init, param
+from musicrl.lm.layers import (
+    Attention,
+    Einsum,
+    GatedMLP,
+    RMSNorm,
+    attend,
+    block_keys,
+    fan_in_init,
+    param,
+    residual_dropout,
+)
 
 __all__ = ["RecurrentState", "LocalAttentionCache", "GriffinCache", "Conv1D", "RGLRU",
            "RecurrentBlock", "LocalAttention", "Griffin", "lru_scan"]
@@ -283,11 +293,14 @@ class ResidualBlock(nnx.Module):
         self.mlp_norm = RMSNorm(cfg.width, eps=cfg.norm_eps, param_dtype=cfg.params_dtype)
         self.mlp = GatedMLP(cfg.width, cfg.mlp_hidden_, cfg.activation, dtype=cfg.compute_dtype,
                             param_dtype=cfg.params_dtype, rngs=rngs)
+        self.dropout = cfg.dropout
 
-    def __call__(self, x_btd: jax.Array, positions_t: jax.Array, cache: Any) -> tuple[jax.Array, Any]:
+    def __call__(self, x_btd: jax.Array, positions_t: jax.Array, cache: Any,
+                 dropout_keys: tuple = (None, None)) -> tuple[jax.Array, Any]:
         y, cache = self.mix(self.mix_norm(x_btd), positions_t, cache)
-        x_btd = x_btd + y
-        return x_btd + self.mlp(self.mlp_norm(x_btd)), cache
+        x_btd = x_btd + residual_dropout(y, self.dropout, dropout_keys[0])
+        return x_btd + residual_dropout(self.mlp(self.mlp_norm(x_btd)), self.dropout,
+                                        dropout_keys[1]), cache
 
 
 class Griffin(nnx.Module):
@@ -307,7 +320,8 @@ class Griffin(nnx.Module):
             for blk in self.blocks)
         return GriffinCache(layers=layers, pos=jnp.zeros((), jnp.int32))
 
-    def __call__(self, x_btd: jax.Array, cache: GriffinCache | None = None
+    def __call__(self, x_btd: jax.Array, cache: GriffinCache | None = None, *,
+                 dropout_key: jax.Array | None = None
                  ) -> tuple[jax.Array, GriffinCache | None]:
         """Causal forward over ``t`` new positions (see :class:`musicrl.lm.Transformer`)."""
         t = x_btd.shape[1]
@@ -316,7 +330,8 @@ class Griffin(nnx.Module):
         h = x_btd.astype(self.cfg.compute_dtype)
         new_layers = []
         for i, block in enumerate(self.blocks):
-            h, layer_cache = block(h, positions, None if cache is None else cache.layers[i])
+            h, layer_cache = block(h, positions, None if cache is None else cache.layers[i],
+                                   block_keys(dropout_key, i))
             new_layers.append(layer_cache)
         y = self.final_norm(h)
         if cache is None:

@@ -234,3 +234,20 @@ class Embedder(nnx.Module):
     def decode(self, x_btd: jax.Array) -> jax.Array:
         return jnp.einsum("...d,vd->...v", x_btd.astype(self.dtype),
                           self.table[...].astype(self.dtype))
+
+
+def residual_dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout of a residual branch; the identity when ``key`` is None or rate 0."""
+    if key is None or rate <= 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def block_keys(key: jax.Array | None, index: int) -> tuple[jax.Array | None, jax.Array | None]:
+    """The two dropout keys (mixing, MLP) of block ``index``; (None, None) without a key."""
+    if key is None:
+        return None, None
+    k = jax.random.fold_in(key, index)
+    return jax.random.fold_in(k, 0), jax.random.fold_in(k, 1)
+

@@ -25,7 +25,14 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from musicrl.lm.config import BackboneConfig
-from musicrl.lm.layers import Attention, GatedMLP, RMSNorm, attend
+from musicrl.lm.layers import (
+    Attention,
+    GatedMLP,
+    RMSNorm,
+    attend,
+    block_keys,
+    residual_dropout,
+)
 
 __all__ = ["AttentionCache", "TransformerCache", "TransformerBlock", "Transformer"]
 
@@ -66,9 +73,11 @@ class TransformerBlock(nnx.Module):
                               **kw)
         self.mlp_norm = RMSNorm(cfg.width, eps=cfg.norm_eps, param_dtype=cfg.params_dtype)
         self.mlp = GatedMLP(cfg.width, cfg.mlp_hidden_, cfg.activation, **kw)
+        self.dropout = cfg.dropout
 
     def __call__(self, x_btd: jax.Array, positions_t: jax.Array,
-                 cache: AttentionCache | None) -> tuple[jax.Array, AttentionCache | None]:
+                 cache: AttentionCache | None, dropout_keys: tuple = (None, None)
+                 ) -> tuple[jax.Array, AttentionCache | None]:
         """Args: positions_t, the absolute positions ``[t]`` of the inputs (contiguous)."""
         q, k, v = self.attn.qkv(self.attn_norm(x_btd), positions_t)
         if cache is None:
@@ -82,8 +91,9 @@ class TransformerBlock(nnx.Module):
             mask = slots[None, :] <= positions_t[:, None]  # [t, s]
             o = attend(q, k_all.astype(q.dtype), v_all.astype(q.dtype), mask)
             cache = AttentionCache(k=k_all, v=v_all)
-        x_btd = x_btd + self.attn.out(o)
-        x_btd = x_btd + self.mlp(self.mlp_norm(x_btd))
+        x_btd = x_btd + residual_dropout(self.attn.out(o), self.dropout, dropout_keys[0])
+        x_btd = x_btd + residual_dropout(self.mlp(self.mlp_norm(x_btd)), self.dropout,
+                                         dropout_keys[1])
         return x_btd, cache
 
 
@@ -102,7 +112,8 @@ class Transformer(nnx.Module):
                        for _ in range(self.cfg.depth))
         return TransformerCache(layers=layers, pos=jnp.zeros((), jnp.int32))
 
-    def __call__(self, x_btd: jax.Array, cache: TransformerCache | None = None
+    def __call__(self, x_btd: jax.Array, cache: TransformerCache | None = None, *,
+                 dropout_key: jax.Array | None = None
                  ) -> tuple[jax.Array, TransformerCache | None]:
         """Causal forward over ``t`` new positions.
 
@@ -110,6 +121,7 @@ class Transformer(nnx.Module):
           x_btd: embedded inputs.
           cache: None for training (positions 0 … t-1, nothing returned), or the state
             after the positions seen so far (prefill: t > 1 from empty; decode: t = 1).
+          dropout_key: training only: enables ``cfg.dropout`` on the residual branches.
 
         Returns:
           ``(y_btd, cache)``: the normed outputs and the updated cache (None if none given).
@@ -120,7 +132,8 @@ class Transformer(nnx.Module):
         h = x_btd.astype(self.cfg.compute_dtype)
         new_layers = []
         for i, block in enumerate(self.blocks):
-            h, layer_cache = block(h, positions, None if cache is None else cache.layers[i])
+            h, layer_cache = block(h, positions, None if cache is None else cache.layers[i],
+                                   block_keys(dropout_key, i))
             new_layers.append(layer_cache)
         y = self.final_norm(h)
         if cache is None:

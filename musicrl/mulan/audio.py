@@ -19,6 +19,7 @@ from flax import nnx
 
 from musicrl.codec.modules import ConvNeXtStack
 from musicrl.mulan.config import MulanConfig
+from musicrl.mulan.features import MusicFeatures
 from musicrl.spectral import log_mel
 
 __all__ = ["AudioTower"]
@@ -33,6 +34,21 @@ class AudioTower(nnx.Module):
         self.stack = ConvNeXtStack(cfg.n_mels * cfg.patch_frames, cfg.audio_width,
                                    cfg.audio_depth, cfg.mlp_ratio, cfg.audio_kernel,
                                    in_kernel=3, rngs=rngs)
+        # Optional pitch-class and beat-period branches (musicrl.mulan.features).
+        self.music = (MusicFeatures(cfg.music_width, rngs=rngs) if cfg.music_features
+                      else None)
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the pooled feature :meth:`__call__` returns."""
+        return self.cfg.audio_width + (2 * self.cfg.music_width if self.cfg.music_features
+                                       else 0)
+
+    def _mel(self, wav_bn: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        t = self.num_frames(wav_bn.shape[-1])
+        mel = log_mel(wav_bn, cfg.sample_rate, cfg.mel_n_fft, cfg.hop, cfg.n_mels)
+        return mel[:, : t * cfg.patch_frames]
 
     def num_frames(self, n: int) -> int:
         """Tower frames for ``n`` samples: ``n // (hop · patch_frames)``."""
@@ -40,13 +56,19 @@ class AudioTower(nnx.Module):
 
     def frames(self, wav_bn: jax.Array) -> jax.Array:
         """Waveform [b, n] → per-frame features [b, t, d] at ``cfg.frame_rate`` Hz."""
-        cfg = self.cfg
-        t = self.num_frames(wav_bn.shape[-1])
-        mel = log_mel(wav_bn, cfg.sample_rate, cfg.mel_n_fft, cfg.hop, cfg.n_mels)
-        mel = (mel[:, : t * cfg.patch_frames] + _MEL_SHIFT) / _MEL_SCALE
-        patches = rearrange(mel, "b (t p) m -> b t (p m)", p=cfg.patch_frames)
+        return self._frames(self._mel(wav_bn))
+
+    def _frames(self, mel: jax.Array) -> jax.Array:
+        mel = (mel + _MEL_SHIFT) / _MEL_SCALE
+        patches = rearrange(mel, "b (t p) m -> b t (p m)", p=self.cfg.patch_frames)
         return self.stack(patches)
 
     def __call__(self, wav_bn: jax.Array) -> jax.Array:
-        """Waveform [b, n] → pooled feature [b, d] (mean over frames)."""
-        return jnp.mean(self.frames(wav_bn), axis=1)
+        """Waveform [b, n] → pooled feature [b, out_dim]: the mean over frames, then (if
+        enabled) the pitch-class and beat-period features."""
+        mel = self._mel(wav_bn)
+        pooled = jnp.mean(self._frames(mel), axis=1)
+        if self.music is None:
+            return pooled
+        music = self.music(wav_bn, mel, self.cfg.sample_rate, self.cfg.hop)
+        return jnp.concatenate([pooled, music], axis=-1)

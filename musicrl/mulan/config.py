@@ -26,6 +26,9 @@ class MulanConfig:
     audio_depth: int = opt(6, "ConvNeXt blocks of the audio tower", min=1, max=32)
     audio_kernel: int = opt(7, "depthwise kernel of the audio tower (frames)", min=1, max=31)
     mlp_ratio: int = opt(3, "inverted-bottleneck ratio of both towers", min=1, max=8)
+    music_features: bool = opt(False, "add the pitch-class (chroma) and beat-period (onset "
+                                      "autocorrelation) branches to the audio tower")
+    music_width: int = opt(64, "width of each music-feature branch", min=4)
     # text tower
     vocab_size: int = opt(2048, "subword vocabulary (byte-level BPE: at least 300)",
                           min=300, max=65_536)
@@ -64,9 +67,10 @@ class MulanConfig:
 register_presets(MulanConfig, {
     "tiny": MulanConfig(crop_seconds=1.0, n_mels=32, audio_width=32, audio_depth=1,
                         vocab_size=320, max_text_len=32, text_width=32, text_depth=1,
-                        text_heads=2, rvq_codebook_size=8, rvq_decay=0.9),
-    "small": MulanConfig(),
+                        text_heads=2, rvq_codebook_size=8, rvq_decay=0.9,
+                        music_features=True, music_width=8),
+    "small": MulanConfig(music_features=True),
     "base": MulanConfig(crop_seconds=10.0, n_mels=128, audio_width=512, audio_depth=12,
                         vocab_size=8192, max_text_len=96, text_width=512, text_depth=8,
-                        text_heads=8),
+                        text_heads=8, music_features=True),
 })

@@ -55,7 +55,7 @@ class Mulan(nnx.Module):
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.audio = AudioTower(cfg, rngs=rngs)
-        self.audio_proj = nnx.Linear(cfg.audio_width, cfg.embed_dim, rngs=rngs)
+        self.audio_proj = nnx.Linear(self.audio.out_dim, cfg.embed_dim, rngs=rngs)
         self.text = TextTower(cfg.vocab_size, cfg.max_text_len, cfg.text_width, cfg.text_depth,
                               cfg.text_heads, cfg.mlp_ratio, rngs=rngs)
         self.text_proj = nnx.Linear(cfg.text_width, cfg.embed_dim, rngs=rngs)
@@ -86,15 +86,40 @@ class Mulan(nnx.Module):
         ids, mask = self.tokenize(list(prompts))
         return _embed_text_jit(self, jnp.asarray(ids), jnp.asarray(mask))
 
-    def contrastive_loss(self, ids_bl: jax.Array, mask_bl: jax.Array, wav_bn: jax.Array
+    def contrastive_loss(self, ids_bl: jax.Array, mask_bl: jax.Array, wav_bn: jax.Array,
+                         neg: tuple[jax.Array, jax.Array, jax.Array] | None = None
                          ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Symmetric InfoNCE of a batch of (caption, clip) pairs, and metrics."""
+        """Symmetric InfoNCE of a batch of (caption, clip) pairs, and metrics.
+
+        ``neg`` = (ids [b·j, l], mask [b·j, l], valid [b·j]): extra *hard negative*
+        captions (rewritten captions of the batch's own clips, e.g. with the mode or
+        tempo flipped); each clip's audio→text softmax runs over the batch's captions
+        and all valid negatives (NegCLIP, Yuksekgonul et al. 2023).
+        """
         t, a = self.embed_text(ids_bl, mask_bl), self.embed_audio(wav_bn)
-        loss = info_nce(t, a, self.log_scale[...])
+        scale = jnp.exp(jnp.minimum(self.log_scale[...], MAX_LOG_SCALE))
         sims = t @ a.T
+        metrics = {}
+        if neg is None:
+            loss = info_nce(t, a, self.log_scale[...])
+        else:
+            n_ids, n_mask, n_valid = neg
+            n = self.embed_text(n_ids, n_mask)
+            diag = jnp.arange(t.shape[0])
+            t2a = -jnp.mean(jax.nn.log_softmax(scale * sims, axis=1)[diag, diag])
+            a2n = jnp.where(n_valid[None, :], scale * (a @ n.T), -jnp.inf)   # [b, b·j]
+            a2t_all = jnp.concatenate([scale * sims.T, a2n], axis=1)
+            a2t = -jnp.mean(jax.nn.log_softmax(a2t_all, axis=1)[diag, diag])
+            loss = 0.5 * (t2a + a2t)
+            # how often the true caption beats its own rewritten versions
+            j = n.shape[0] // t.shape[0]
+            own = (a[:, None, :] * n.reshape(t.shape[0], j, -1)).sum(-1)        # [b, j]
+            ok = n_valid.reshape(t.shape[0], j)
+            wins = (jnp.diag(sims)[:, None] > own) & ok
+            metrics["hard_negative_acc"] = jnp.sum(wins) / jnp.maximum(jnp.sum(ok), 1)
         acc = jnp.mean(jnp.argmax(sims, axis=1) == jnp.arange(sims.shape[0]))
         return loss, {"loss": loss, "temperature": jnp.exp(-self.log_scale[...]),
-                      "batch_t2a_acc": acc}
+                      "batch_t2a_acc": acc, **metrics}
 
     # ---------------------------------------------------------------- conditioning tokens
 

@@ -54,13 +54,18 @@ def test_both_stages_train_and_load_into_a_pipeline(lm_data, tmp_path):
                    progress=False)
     for path, stage in ((sem, "semantic"), (aco, "acoustic")):
         model, meta = load_stage(path, stage)
-        assert meta["steps"] == 12 and model.cfg.stage == stage
+        assert meta["steps_run"] == 12 and model.cfg.stage == stage
         rows = read_metrics(path.parent)
         losses = [r["loss"] for r in rows if "loss" in r]
         assert losses[-1] < losses[0]                          # it learns something
         assert any("valid/loss_uncond" in r for r in rows)     # CFG-relevant valid metric
-    # MuLan tokens were cached beside the token shards and are reused
-    assert len(list((work / "tokens").glob("mulan-*.npz"))) == 1
+        # keep_best: the exported weights are those of the lowest valid loss evaluated
+        valid = {r["step"]: r["valid/loss_cond"] for r in rows if "valid/loss_cond" in r}
+        assert meta["steps"] == min(valid, key=valid.get)
+        assert meta["valid_loss_cond"] == pytest.approx(min(valid.values()))
+    # MuLan audio and caption-text tokens were cached beside the token shards and are reused
+    assert len(list((work / "tokens").glob("mulan-text-*.npz"))) == 1
+    assert len(list((work / "tokens").glob("mulan-*.npz"))) == 2
     pipe = Pipeline.from_pretrained(bundle, semantic=sem, acoustic=aco)
     assert pipe.generate("a calm piano piece", seconds=1.0).shape == (1, pipe.sample_rate)
 

@@ -225,3 +225,18 @@ def test_presets_and_checks():
         "recurrent", "recurrent", "attention", "recurrent", "recurrent")
     assert isinstance(make_backbone(tiny_cfg("griffin"), rngs=rngs()), Griffin)
     assert isinstance(make_backbone(tiny_cfg("transformer"), rngs=rngs()), Transformer)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "griffin"])
+def test_residual_dropout_only_with_a_key(kind):
+    model = build(kind, "dropout=0.5")
+    x = _x()
+    plain = model(x)[0]
+    np.testing.assert_array_equal(plain, model(x)[0])                # no key: deterministic
+    k0, k1 = jax.random.key(0), jax.random.key(1)
+    a, b = model(x, dropout_key=k0)[0], model(x, dropout_key=k1)[0]
+    np.testing.assert_array_equal(a, model(x, dropout_key=k0)[0])    # same key: same masks
+    assert rel_err(a, plain) > 1e-2 and rel_err(a, b) > 1e-2
+    # rate 0 with a key is the plain forward pass
+    off = build(kind, "dropout=0.0")
+    np.testing.assert_array_equal(off(x, dropout_key=k0)[0], off(x)[0])

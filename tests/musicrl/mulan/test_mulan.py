@@ -147,6 +147,23 @@ def test_tiny_run_exports_rvq_report(trained):
     assert meta["report"]["valid"]["valid/pool"] >= 2
 
 
+def test_finetune_from_init_starts_where_the_init_ended(trained, tmp_path):
+    cfg, weights = trained
+    first = read_metrics(cfg.loop.workdir)[0]["loss"]
+    ft = resolve(MulanTrainConfig, "tiny", [
+        f"data_root={cfg.data_root}", f"loop.workdir={tmp_path / 'ft'}", "loop.steps=2",
+        "loop.log_every=1", "loop.ckpt_every=2", "eval_every=2", f"init={weights}"])
+    train_mulan(ft, progress=False)
+    assert (tmp_path / "ft" / "tokenizer.json").read_text() == \
+        (weights / "tokenizer.json").read_text()
+    assert read_metrics(ft.loop.workdir)[0]["loss"] < first   # not a fresh start
+    bad = resolve(MulanTrainConfig, "tiny", [
+        f"data_root={cfg.data_root}", f"loop.workdir={tmp_path / 'bad'}", "loop.steps=2",
+        "model.audio_width=16", f"init={weights}"])
+    with pytest.raises(ValueError, match="another model config"):
+        train_mulan(bad, progress=False)
+
+
 def test_save_load_round_trip_is_exact(tiny_model, tmp_path):
     model = nnx.clone(tiny_model)
     rng = np.random.default_rng(4)

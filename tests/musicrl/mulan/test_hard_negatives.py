@@ -1,0 +1,75 @@
+"""MuLan's music-feature branch and counterfactual hard-negative captions."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from musicrl.config import presets_of
+from musicrl.mulan import Mulan, MulanConfig, train_text_tokenizer
+from musicrl.mulan.features import MAX_LAG, MIN_LAG, chroma_profile, onset_autocorrelation
+from musicrl.spectral import log_mel
+from training.mulan import flip_mode, flip_tempo, hard_negatives
+
+SR = 16_000
+
+
+def _tone(freqs, seconds=2.0):
+    t = np.arange(int(seconds * SR)) / SR
+    return sum(np.sin(2 * np.pi * f * t) for f in freqs).astype(np.float32) / len(freqs)
+
+
+def test_chroma_profile_finds_the_pitch_classes_of_a_chord():
+    # A minor triad: A4, C5, E5 → pitch classes 9, 0, 4 (librosa's chroma starts at C)
+    prof = np.asarray(chroma_profile(jnp.asarray(_tone([440.0, 523.25, 659.26]))[None], SR, 320))[0]
+    assert set(np.argsort(prof)[-3:]) == {9, 0, 4}
+
+
+def test_onset_autocorrelation_peaks_at_the_beat_period():
+    beat = 0.5                                      # 120 BPM = 25 frames at 50 Hz
+    wav = np.zeros(int(4 * SR), np.float32)
+    for k in range(8):
+        i = int(k * beat * SR)
+        wav[i:i + 800] = np.random.default_rng(k).normal(0, 0.5, 800)
+    mel = log_mel(jnp.asarray(wav)[None], SR, 1024, 320, 64)
+    ac = np.asarray(onset_autocorrelation(mel))[0]
+    assert ac.shape == (MAX_LAG - MIN_LAG + 1,)
+    assert MIN_LAG + int(np.argmax(ac[:30])) == 25
+
+
+def test_flips_change_only_what_they_name():
+    c = "A calm Bach chorale in E major, happy, about 62 bpm, no drums"
+    assert flip_mode(c) == "A calm Bach chorale in E minor, dark, about 62 bpm, no drums"
+    t = flip_tempo(c, np.random.default_rng(0))
+    assert "E major" in t and "happy" in t and "62 bpm" not in t and "calm" not in t
+    bpm = int(t.split(" bpm")[0].split()[-1])
+    assert bpm >= 140                                # slow → fast
+    assert flip_mode("fiddle reel with drums") is None
+    assert flip_tempo("fiddle reel with drums", np.random.default_rng(0)) is None
+
+
+def test_hard_negatives_keep_the_batch_shape():
+    texts, valid = hard_negatives(["in C major at 120 bpm", "just drums"],
+                                  np.random.default_rng(0))
+    assert len(texts) == 4 and valid.tolist() == [True, True, False, False]
+
+
+def test_loss_with_negatives_is_finite_and_masks_missing_ones():
+    cfg = presets_of(MulanConfig)["tiny"]
+    caps = ["slow piano in c major", "fast fiddle in a minor", "drums only"]
+    model = Mulan(cfg, train_text_tokenizer(caps * 10, cfg.vocab_size), rngs=nnx.Rngs(0, vq=1))
+    wav = jnp.asarray(np.random.default_rng(0).normal(0, 0.1, (3, cfg.crop_samples)), jnp.float32)
+    ids, mask = model.tokenize(caps)
+    base, _ = model.contrastive_loss(jnp.asarray(ids), jnp.asarray(mask), wav)
+    texts, valid = hard_negatives(caps, np.random.default_rng(0))
+    n_ids, n_mask = model.tokenize(texts)
+    none = (jnp.asarray(n_ids), jnp.asarray(n_mask), jnp.zeros(len(texts), bool))
+    masked, _ = model.contrastive_loss(jnp.asarray(ids), jnp.asarray(mask), wav, none)
+    assert float(masked) == pytest.approx(float(base), rel=1e-5)   # no valid negative: InfoNCE
+    loss, met = model.contrastive_loss(jnp.asarray(ids), jnp.asarray(mask), wav,
+                                       (jnp.asarray(n_ids), jnp.asarray(n_mask),
+                                        jnp.asarray(valid)))
+    assert np.isfinite(float(loss)) and float(loss) > float(base)  # more negatives, more loss
+    assert 0.0 <= float(met["hard_negative_acc"]) <= 1.0
