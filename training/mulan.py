@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import shutil
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from flax import nnx
 
 from musicrl.codec.model import count_params
 from musicrl.config import opt, presets_of, register_presets, to_dict
-from musicrl.data.captioning import MOOD_WORDS, TEMPO_WORDS
+from musicrl.data.captioning import flip_mode, flip_tempo
 from musicrl.data.config import LoaderConfig
 from musicrl.mulan import (
     TOKENIZER_FILE,
@@ -76,7 +75,7 @@ register_presets(MulanTrainConfig, {
         loop=LoopConfig(workdir="runs/mulan-tiny", steps=20, log_every=5, ckpt_every=10),
         data_root="data/tiny", batch_size=4, lr=2e-3, warmup_steps=2, eval_every=10,
         eval_clips=16, rvq_crops_per_clip=4, rvq_ema_passes=2),
-    "small": MulanTrainConfig(),
+    "small": MulanTrainConfig(model=presets_of(MulanConfig)["small"]),
     "base": MulanTrainConfig(model=presets_of(MulanConfig)["base"],
                              loop=LoopConfig(workdir="runs/mulan-base", steps=100_000),
                              data_root="data/base", batch_size=256),
@@ -104,52 +103,6 @@ def train_step(model: Mulan, optimizer: nnx.Optimizer, ids: jax.Array, mask: jax
 # ----------------------------------------------------------------------------
 # Counterfactual captions (hard negatives)
 # ----------------------------------------------------------------------------
-
-def _word_re(words) -> re.Pattern:
-    alts = sorted({w for w in words}, key=len, reverse=True)
-    return re.compile(r"\b(" + "|".join(re.escape(w) for w in alts) + r")\b", re.IGNORECASE)
-
-
-def _keep_case(src: str, dst: str) -> str:
-    return dst[:1].upper() + dst[1:] if src[:1].isupper() else dst
-
-
-_MODE_MAP = {"major": "minor", "minor": "major"}
-for _a, _b in zip(MOOD_WORDS["major"], MOOD_WORDS["minor"], strict=True):
-    _MODE_MAP[_a], _MODE_MAP[_b] = _b, _a
-_MODE_RE = _word_re(_MODE_MAP)
-_TEMPO_OF = {w: b for b, ws in TEMPO_WORDS.items() for w in ws}
-_TEMPO_RE = _word_re(_TEMPO_OF)
-_BPM_RE = re.compile(r"\b(\d{2,3})(\s*)(bpm|beats per minute)\b", re.IGNORECASE)
-_BPM_RANGE = {"slow": (56, 84), "medium": (96, 124), "fast": (140, 180)}
-
-
-def flip_mode(caption: str) -> str | None:
-    """The caption with major↔minor and its mood words swapped; None if it names neither."""
-    out = _MODE_RE.sub(lambda m: _keep_case(m.group(1), _MODE_MAP[m.group(1).lower()]), caption)
-    return out if out != caption else None
-
-
-def flip_tempo(caption: str, rng: np.random.Generator) -> str | None:
-    """The caption moved to another tempo bucket (slow ↔ fast, medium → either): tempo
-    words and the BPM number rewritten; None if it names no tempo."""
-    m = _BPM_RE.search(caption)
-    words = [w.lower() for w in _TEMPO_RE.findall(caption)]
-    if m:
-        bpm = int(m.group(1))
-        src = "slow" if bpm < 90 else ("medium" if bpm <= 130 else "fast")
-    elif words:
-        src = _TEMPO_OF[words[0]]
-    else:
-        return None
-    dst = {"slow": "fast", "fast": "slow"}.get(src) or ("slow" if rng.random() < 0.5 else "fast")
-    pool = TEMPO_WORDS[dst]
-    out = _TEMPO_RE.sub(lambda w: _keep_case(w.group(1), pool[int(rng.integers(len(pool)))]),
-                        caption)
-    lo, hi = _BPM_RANGE[dst]
-    out = _BPM_RE.sub(lambda b: f"{int(rng.integers(lo, hi + 1))}{b.group(2)}{b.group(3)}", out)
-    return out if out != caption else None
-
 
 def hard_negatives(captions: list[str], rng: np.random.Generator
                    ) -> tuple[list[str], np.ndarray]:

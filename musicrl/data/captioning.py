@@ -7,6 +7,7 @@ one template. Only true statements: every word comes from the labels.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from musicrl.data.instruments import INSTRUMENTS
 from musicrl.data.scores import STYLES
 
-__all__ = ["make_captions", "make_tags", "TEMPO_WORDS", "MOOD_WORDS"]
+__all__ = ["make_captions", "make_tags", "TEMPO_WORDS", "MOOD_WORDS", "flip_mode", "flip_tempo"]
 
 _TEMPO_WORDS = {
     "slow": ("slow", "gentle", "unhurried", "calm", "leisurely", "slow-moving"),
@@ -160,3 +161,54 @@ def make_tags(labels: dict[str, Any]) -> list[str]:
              else ["no drums"])
     tags.append(_MOOD_WORDS[labels["mode"]][0])
     return tags
+
+
+# ----------------------------------------------------------------------------
+# Counterfactual captions: the same caption with one attribute flipped. MuLan trains on
+# them as hard negatives and its evaluation asks whether the true caption beats them.
+# ----------------------------------------------------------------------------
+
+def _word_re(words) -> re.Pattern:
+    alts = sorted({w for w in words}, key=len, reverse=True)
+    return re.compile(r"\b(" + "|".join(re.escape(w) for w in alts) + r")\b", re.IGNORECASE)
+
+
+def _keep_case(src: str, dst: str) -> str:
+    return dst[:1].upper() + dst[1:] if src[:1].isupper() else dst
+
+
+_MODE_MAP = {"major": "minor", "minor": "major"}
+for _a, _b in zip(_MOOD_WORDS["major"], _MOOD_WORDS["minor"], strict=True):
+    _MODE_MAP[_a], _MODE_MAP[_b] = _b, _a
+_MODE_RE = _word_re(_MODE_MAP)
+_TEMPO_OF = {w: b for b, ws in _TEMPO_WORDS.items() for w in ws}
+_TEMPO_RE = _word_re(_TEMPO_OF)
+_BPM_RE = re.compile(r"\b(\d{2,3})(\s*)(bpm|beats per minute)\b", re.IGNORECASE)
+_BPM_RANGE = {"slow": (56, 84), "medium": (96, 124), "fast": (140, 180)}
+
+
+def flip_mode(caption: str) -> str | None:
+    """The caption with major↔minor and its mood words swapped; None if it names neither."""
+    out = _MODE_RE.sub(lambda m: _keep_case(m.group(1), _MODE_MAP[m.group(1).lower()]), caption)
+    return out if out != caption else None
+
+
+def flip_tempo(caption: str, rng: np.random.Generator) -> str | None:
+    """The caption moved to another tempo bucket (slow ↔ fast, medium → either): tempo
+    words and the BPM number rewritten; None if it names no tempo."""
+    m = _BPM_RE.search(caption)
+    words = [w.lower() for w in _TEMPO_RE.findall(caption)]
+    if m:
+        bpm = int(m.group(1))
+        src = "slow" if bpm < 90 else ("medium" if bpm <= 130 else "fast")
+    elif words:
+        src = _TEMPO_OF[words[0]]
+    else:
+        return None
+    dst = {"slow": "fast", "fast": "slow"}.get(src) or ("slow" if rng.random() < 0.5 else "fast")
+    pool = _TEMPO_WORDS[dst]
+    out = _TEMPO_RE.sub(lambda w: _keep_case(w.group(1), pool[int(rng.integers(len(pool)))]),
+                        caption)
+    lo, hi = _BPM_RANGE[dst]
+    out = _BPM_RE.sub(lambda b: f"{int(rng.integers(lo, hi + 1))}{b.group(2)}{b.group(3)}", out)
+    return out if out != caption else None

@@ -193,6 +193,26 @@ def evaluate_mulan(model, clips: Sequence[Clip], train_clips: Sequence[Clip],
                      "top": [{"clip": clips[i].id, "cos": float(s[i]), "has": bool(h),
                               "caption": clips[i].captions[0]} for i, h in zip(top, hits, strict=False)]})
 
+    # Counterfactual captions: does each clip's own caption beat the same caption with
+    # the mode (or the tempo) flipped? Chance 0.5. Tests the attribute inside a full
+    # description, where zero-shot label prompts test it alone.
+    from musicrl.data.captioning import flip_mode, flip_tempo
+
+    rng = np.random.default_rng(0)
+    counterfactual = {}
+    for name, flip in (("mode", flip_mode), ("tempo", lambda c: flip_tempo(c, rng))):
+        wins = []
+        for p in range(phrasings):
+            caps = [c.captions[p] for c in clips]
+            alt = [flip(c) for c in caps]
+            keep = [i for i, a in enumerate(alt) if a is not None]
+            if keep:
+                true = np.sum(audio[keep] * embed([caps[i] for i in keep]), axis=1)
+                false = np.sum(audio[keep] * embed([alt[i] for i in keep]), axis=1)
+                wins.extend((true > false).tolist())
+        counterfactual[name] = {"accuracy": float(np.mean(wins)) if wins else float("nan"),
+                                "pairs": len(wins), "chance": 0.5}
+
     text0 = embed([c.captions[0] for c in clips])
     rvq = {"audio": reconstruction_cosine(model, audio),
            "text": reconstruction_cosine(model, text0),
@@ -201,7 +221,8 @@ def evaluate_mulan(model, clips: Sequence[Clip], train_clips: Sequence[Clip],
     gap = float(np.mean(np.sum(text0 * audio, axis=1)))
     return {"pool": len(clips), "split": clips[0].split, "phrasings": phrasings,
             "retrieval": {"per_phrasing": retrieval, "mean": mean},
-            "zero_shot": attrs, "free_form": free, "rvq_cosine": rvq,
+            "zero_shot": attrs, "counterfactual": counterfactual, "free_form": free,
+            "rvq_cosine": rvq,
             "mean_cos_matching_text_audio": gap,
             "checks": {
                 "t2a_r@10_vs_chance": mean["t2a_r@10"] / mean["chance_r@10"],
@@ -226,6 +247,12 @@ def format_table(rep: dict[str, Any]) -> str:
     for a, v in rep["zero_shot"].items():
         lines.append(f"| {a} | {v['classes']} | {v['accuracy']:.3f} | {v['chance']:.3f} | "
                      f"{v['ratio_to_chance']:.2f}× | {v['majority']:.3f} | {v['kappa']:.3f} |")
+    if rep.get("counterfactual"):
+        lines += ["", "| counterfactual caption | own caption beats it | chance | pairs |",
+                  "|---|---|---|---|"]
+        for a, v in rep["counterfactual"].items():
+            lines.append(f"| {a} flipped | {v['accuracy']:.3f} | {v['chance']:.2f} | "
+                         f"{v['pairs']} |")
     lines += ["", "| free-form prompt | wants | top-5 precision | base rate |", "|---|---|---|---|"]
     for f in rep["free_form"]:
         lines.append(f"| {f['prompt']} | {f['wants']} | {f['top5_precision']:.1f} | "

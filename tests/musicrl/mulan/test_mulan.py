@@ -181,3 +181,19 @@ def test_save_load_round_trip_is_exact(tiny_model, tmp_path):
     np.testing.assert_array_equal(model.tokens_for_audio(wav), again.tokens_for_audio(wav))
     with pytest.raises(MulanError, match="not a MuLan folder"):
         load_mulan(tmp_path)
+
+
+def test_evaluate_mulan_end_to_end_on_the_tiny_corpus(trained):
+    from musicrl.data.manifest import load_clips
+    from musicrl.evaluation.mulan import evaluate_mulan, format_table
+
+    cfg, weights = trained
+    model, _ = load_mulan(weights)
+    clips = load_clips(cfg.data_root)
+    rep = evaluate_mulan(model, clips, clips, cfg.data_root, progress=False)
+    assert set(rep["counterfactual"]) == {"mode", "tempo"}
+    for v in rep["counterfactual"].values():
+        assert v["pairs"] > 0 and 0.0 <= v["accuracy"] <= 1.0
+    assert rep["pool"] == len([c for c in clips if c.captions])
+    table = format_table(rep)
+    assert "mode flipped" in table and "zero-shot attribute" in table
