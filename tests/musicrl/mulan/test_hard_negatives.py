@@ -8,10 +8,10 @@ import pytest
 from flax import nnx
 
 from musicrl.config import presets_of
+from musicrl.data.captioning import flip_mode, flip_tempo
 from musicrl.mulan import Mulan, MulanConfig, train_text_tokenizer
 from musicrl.mulan.features import MAX_LAG, MIN_LAG, chroma_profile, onset_autocorrelation
 from musicrl.spectral import log_mel
-from musicrl.data.captioning import flip_mode, flip_tempo
 from training.mulan import hard_negatives
 
 SR = 16_000
