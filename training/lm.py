@@ -17,6 +17,7 @@ how much the model uses the text). Inference weights go to
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -168,8 +169,6 @@ def _valid_hook(cfg: LMTrainConfig, valid, best_dir: Path | None = None) -> Hook
     batches = [valid.batch(i) for i in range(cfg.eval_batches)]
     best = {"loss": float("inf")}
     if best_dir is not None and (best_dir / "meta.json").exists():  # resumed run
-        import json
-
         best["loss"] = float(json.loads((best_dir / "meta.json").read_text())
                              .get("valid_loss_cond", float("inf")))
 
@@ -241,8 +240,6 @@ def train_lm(cfg: LMTrainConfig, progress: bool = True,
                 "train_seconds_this_session": round(time.time() - t0, 1),
                 "params": count_params(model)}
         if best_dir is not None and (best_dir / "meta.json").exists():
-            import json
-
             from musicrl.checkpoint import load_weights
 
             best = json.loads((best_dir / "meta.json").read_text())
