@@ -1,7 +1,8 @@
 """The systems the app serves (DESIGN §11): a system is a checkpoint × sampling settings.
 
 A *system* is what voters compare in the arena and what the leaderboard ranks: one model
-checkpoint (``weights``) with fixed settings (``guidance``, ``temperature``), under a name.
+checkpoint (``weights``) with fixed settings (``guidance``, ``temperature``, and optionally
+``best_of``: keep the best of N samples by the model's MuLan score), under a name.
 Systems are listed in a JSON or TOML file::
 
     {"systems": [
@@ -86,6 +87,7 @@ class SystemSpec:
     weights: str | None = None
     guidance: float = 3.0
     temperature: float = 1.0
+    best_of: int = 1
     factory: str | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     description: str = ""
@@ -95,6 +97,8 @@ class SystemSpec:
         out = {"guidance": self.guidance, "temperature": self.temperature}
         if self.weights:
             out["weights"] = self.weights
+        if self.best_of > 1:
+            out["best_of"] = self.best_of
         out.update(overrides)
         return out
 
@@ -143,12 +147,19 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
             raise SystemConfigError(f"{where}: {key} must be a finite number >= 0, got {v!r}")
     if entry.get("temperature", 1.0) == 0:
         raise SystemConfigError(f"{where}: temperature must be > 0")
+    best_of = entry.get("best_of", 1)
+    if isinstance(best_of, bool) or not isinstance(best_of, int) or not 1 <= best_of <= 64:
+        raise SystemConfigError(f"{where}: best_of must be a whole number from 1 to 64, got "
+                                f"{best_of!r}")
+    if best_of > 1 and not entry.get("weights"):
+        raise SystemConfigError(f"{where}: best_of works with 'weights' systems (the pipeline "
+                                "reranks with its MuLan); a factory generator does its own")
     options = entry.get("options", {})
     if not isinstance(options, Mapping):
         raise SystemConfigError(f"{where}: options must be a table/object")
     return SystemSpec(name=name, weights=entry.get("weights"),
                       guidance=float(entry.get("guidance", 3.0)),
-                      temperature=float(entry.get("temperature", 1.0)),
+                      temperature=float(entry.get("temperature", 1.0)), best_of=best_of,
                       factory=entry.get("factory"), options=dict(options),
                       description=str(entry.get("description", "")))
 
@@ -353,6 +364,8 @@ class SystemRegistry:
             if self.merge is None or self.merge.system != name:
                 raise ValueError(f"system {name!r} has no quality/diversity mix")
             kw["mix"] = extra["mix"] = float(mix)
+        if spec.best_of > 1:
+            kw["best_of"] = spec.best_of
         audio = np.asarray(gen.generate(list(prompts), seconds, int(seed), g, t, **kw),
                            dtype=np.float32)
         if audio.ndim != 2 or audio.shape[0] != len(prompts) or audio.shape[1] == 0:

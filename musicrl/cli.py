@@ -537,7 +537,7 @@ def _cmd_eval_generate(args: argparse.Namespace) -> int:
             pipe, args.root, split=args.split, max_prompts=args.max_prompts,
             seconds=args.seconds, guidance=[float(g) for g in args.guidance.split(",")],
             seed=args.seed, batch=args.batch, estimators_dir=args.estimators,
-            diversity_embed=embed, out=out, progress=not args.quiet)
+            diversity_embed=embed, out=out, best_of=args.best_of, progress=not args.quiet)
     except ValueError as e:
         raise UserError(str(e)) from None
     write_report(rep, out)
@@ -682,6 +682,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-prompts", type=int, default=None, help="only N prompts (default all)")
     g.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
     g.add_argument("--guidance", default="3,1", help="CFG scales, first is the main one")
+    g.add_argument("--best-of", type=int, default=1,
+                   help="keep the best of N samples per prompt by MuLan score (default 1; "
+                        "MCC is then flattered, adherence and FAD are not)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--batch", type=int, default=16, help="clips per generate call")
     g.add_argument("--estimators", default="runs/estimators",
@@ -871,11 +874,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         wavs.append(pipe.generate(rows[i:i + args.batch], seconds=args.seconds,
                                   seed=args.seed + i, guidance=guidance,
                                   temperature=args.temperature, top_k=args.top_k,
-                                  top_p=args.top_p))
+                                  top_p=args.top_p, best_of=args.best_of))
         t = pipe.timing
         print(f"clips {i + 1}-{min(i + args.batch, len(rows))}/{len(rows)}: {t.total:.2f} s "
               f"(text {t.text:.2f}, semantic {t.semantic:.2f}, acoustic {t.acoustic:.2f}, "
-              f"decode {t.decode:.2f}); {args.seconds * len(wavs[-1]) / max(t.total, 1e-9):.1f}× "
+              f"decode {t.decode:.2f}, rerank {t.rerank:.2f}); {args.seconds * len(wavs[-1]) / max(t.total, 1e-9):.1f}× "
               "real time", file=sys.stderr)
     import numpy as np
 
@@ -921,6 +924,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     g.add_argument("--top-k", type=int, default=0, help="top-k filter (0 = off)")
     g.add_argument("--top-p", type=float, default=1.0, help="nucleus filter (1 = off)")
+    g.add_argument("--best-of", type=int, default=1,
+                   help="sample N candidates per clip and keep the one MuLan scores closest "
+                        "to the prompt (default 1 = plain sampling; costs N×)")
     g.add_argument("--batch", type=int, default=8, help="clips per generate call (default 8)")
     g.set_defaults(func=_cmd_generate)
 

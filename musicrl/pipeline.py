@@ -32,6 +32,7 @@ from musicrl.sampling import Sampler, sample_stage
 __all__ = ["Pipeline", "GenerationError", "MAX_SECONDS", "MAX_PROMPT_CHARS", "COMPONENTS"]
 
 MAX_SECONDS = 120.0
+MAX_BEST_OF = 64
 MAX_PROMPT_CHARS = 2_000
 COMPONENTS = ("mulan", "lm-semantic", "lm-acoustic", "codec")
 
@@ -53,10 +54,11 @@ class Timing:
     semantic: float = 0.0
     acoustic: float = 0.0
     decode: float = 0.0
+    rerank: float = 0.0
 
     @property
     def total(self) -> float:
-        return self.text + self.semantic + self.acoustic + self.decode
+        return self.text + self.semantic + self.acoustic + self.decode + self.rerank
 
 
 def _check_prompts(prompts: str | Sequence[str]) -> list[str]:
@@ -102,6 +104,7 @@ class Pipeline:
         self.mulan, self.semantic, self.acoustic, self.codec = mulan, semantic, acoustic, codec
         self.meta = meta or {}
         self.timing = Timing()
+        self.last_scores: np.ndarray | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -148,7 +151,8 @@ class Pipeline:
 
     def generate(self, prompts: str | Sequence[str], *, seconds: float = 10.0, seed: int = 0,
                  guidance: float | tuple[float, float] = 3.0, temperature: float = 1.0,
-                 top_k: int = 0, top_p: float = 1.0, return_tokens: bool = False):
+                 top_k: int = 0, top_p: float = 1.0, best_of: int = 1,
+                 return_tokens: bool = False):
         """Generates one clip per prompt: float32 [b, seconds · sample_rate].
 
         Args:
@@ -157,6 +161,11 @@ class Pipeline:
           seed: same seed and settings → bit-identical audio.
           guidance: CFG γ for both stages, or (γ_semantic, γ_acoustic); 1 = no guidance.
           temperature, top_k, top_p: the sampling strategy of both stages.
+          best_of: sample this many candidates per prompt (one batch) and keep the one
+            whose audio embedding is closest to the prompt's text embedding under the
+            bundle's MuLan (best-of-N reranking, the baseline that BOND distills). Costs
+            ``best_of`` times the sampling; the scores of all candidates are kept in
+            ``self.last_scores`` [b, best_of].
           return_tokens: also return {"mulan", "semantic", "acoustic"} token arrays.
         """
         prompts = _check_prompts(prompts)
@@ -173,6 +182,11 @@ class Pipeline:
             raise GenerationError(str(e)) from None
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise GenerationError(f"seed={seed!r}: use a whole number ≥ 0")
+        if not isinstance(best_of, (int, np.integer)) or not 1 <= best_of <= MAX_BEST_OF:
+            raise GenerationError(f"best_of={best_of!r}: use a whole number from 1 to "
+                                  f"{MAX_BEST_OF}")
+        n_prompts, rows = len(prompts), [p for p in prompts for _ in range(int(best_of))]
+        prompts = rows
 
         s_cfg, a_cfg = self.semantic.cfg, self.acoustic.cfg
         s_frames = max(1, int(round(seconds * s_cfg.frame_rate)))
@@ -191,10 +205,27 @@ class Pipeline:
         t3 = time.perf_counter()
         wav = np.asarray(_decode_codes(self.codec, aco))
         t4 = time.perf_counter()
-        self.timing = Timing(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
         n = int(round(seconds * self.sample_rate))
         wav = wav[:, :n] if wav.shape[1] >= n else np.pad(wav, ((0, 0), (0, n - wav.shape[1])))
-        if return_tokens:
-            return wav, {"mulan": np.asarray(mulan), "semantic": np.asarray(sem),
-                         "acoustic": np.asarray(aco)}
-        return wav
+        tokens = {"mulan": np.asarray(mulan), "semantic": np.asarray(sem),
+                  "acoustic": np.asarray(aco)}
+        if best_of > 1:
+            pick = self._rerank(rows[::best_of], wav, best_of)
+            wav = wav[pick]
+            tokens = {k: v[pick] for k, v in tokens.items()}
+        assert len(wav) == n_prompts
+        self.timing = Timing(t1 - t0, t2 - t1, t3 - t2, t4 - t3, time.perf_counter() - t4)
+        return (wav, tokens) if return_tokens else wav
+
+    def _rerank(self, prompts: list[str], wav_bn: np.ndarray, n: int) -> np.ndarray:
+        """Row index of each prompt's best candidate (rows ``i·n … i·n + n − 1``) by MuLan
+        text–audio cosine; keeps all scores in ``self.last_scores``."""
+        from musicrl.mulan import embed_audio_long, embed_prompts_batched
+
+        if int(self.mulan.cfg.sample_rate) != self.sample_rate:
+            raise GenerationError(f"best_of needs MuLan at the codec's rate "
+                                  f"({self.mulan.cfg.sample_rate} vs {self.sample_rate} Hz)")
+        text = embed_prompts_batched(self.mulan, prompts)                    # [b, e]
+        audio = embed_audio_long(self.mulan, wav_bn).reshape(len(prompts), n, -1)
+        self.last_scores = np.einsum("be,bne->bn", text, audio)
+        return np.arange(len(prompts)) * n + np.argmax(self.last_scores, axis=1)

@@ -61,8 +61,10 @@ StepFn = Callable[[Any, Any, dict[str, Any], int], dict[str, Any]]
 
 
 def adamw_cosine(model: Any, *, lr: float, warmup_steps: int, total_steps: int,
-                 weight_decay: float, grad_clip: float, b1: float = 0.9, b2: float = 0.999) -> Any:
-    """The trainers' optimizer: global-norm clip, AdamW, linear warmup + cosine decay to 5 %."""
+                 weight_decay: float, grad_clip: float, b1: float = 0.9, b2: float = 0.999,
+                 wrt: Any = None) -> Any:
+    """The trainers' optimizer: global-norm clip, AdamW, linear warmup + cosine decay to 5 %,
+    over the parameters ``wrt`` selects (an nnx filter; default all ``nnx.Param``)."""
     import optax
     from flax import nnx
 
@@ -71,7 +73,7 @@ def adamw_cosine(model: Any, *, lr: float, warmup_steps: int, total_steps: int,
                                                end_value=lr * 0.05)
     tx = optax.chain(optax.clip_by_global_norm(grad_clip),
                      optax.adamw(sched, b1=b1, b2=b2, weight_decay=weight_decay))
-    return nnx.Optimizer(model, tx, wrt=nnx.Param)
+    return nnx.Optimizer(model, tx, wrt=nnx.Param if wrt is None else wrt)
 
 
 def _cut_log(path: Path, step: int) -> None:

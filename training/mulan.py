@@ -29,7 +29,7 @@ from flax import nnx
 
 from musicrl.codec.model import count_params
 from musicrl.config import opt, presets_of, register_presets, to_dict
-from musicrl.data.captioning import flip_mode, flip_tempo
+from musicrl.data.captioning import flip_mode, flip_tempo, make_aspect_caption
 from musicrl.data.config import LoaderConfig
 from musicrl.mulan import (
     TOKENIZER_FILE,
@@ -66,7 +66,17 @@ class MulanTrainConfig:
                                      "tempo flipped as extra negatives of its clip (teaches "
                                      "what the words major/minor, slow/fast mean)")
     init: str = opt("", "start from these MuLan weights (a save_mulan folder; its tokenizer "
-                        "is used) instead of random; a checkpoint in loop.workdir still wins")
+                        "and conditioning RVQ are used) instead of random; the model may add "
+                        "the music-feature branches (model.music_features=true), which start "
+                        "switched off (zero projection rows); a checkpoint in loop.workdir "
+                        "still wins")
+    tag_prob: float = opt(0.0, "fraction of training captions replaced by a short aspect list "
+                               "of 1-3 of the clip's attributes ('slow, minor key'): teaches "
+                               "what bare attribute words mean", min=0.0, max=1.0)
+    freeze_text: bool = opt(False, "train only the audio tower (locked text tower, text "
+                                   "projection and conditioning RVQ, kept from init=): text "
+                                   "embeddings and text conditioning tokens stay bit-identical, "
+                                   "so generators trained on them stay valid")
 
 
 register_presets(MulanTrainConfig, {
@@ -82,22 +92,70 @@ register_presets(MulanTrainConfig, {
 })
 
 
+# What ``freeze_text`` trains: everything but the text tower and its projection (the
+# conditioning RVQ's codebooks are not parameters and are never touched by the optimizer).
+AUDIO_SIDE = nnx.All(nnx.Param, nnx.Not(nnx.Any(nnx.PathContains("text"),
+                                                nnx.PathContains("text_proj"))))
+
+
+def trainable(cfg: MulanTrainConfig):
+    """The parameter filter the optimizer updates."""
+    return AUDIO_SIDE if cfg.freeze_text else nnx.Param
+
+
 def make_optimizer(model: Mulan, cfg: MulanTrainConfig) -> nnx.Optimizer:
     return adamw_cosine(model, lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.loop.steps,
-                        weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
+                        weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip,
+                        wrt=trainable(cfg))
 
 
 def _loss(model: Mulan, ids: jax.Array, mask: jax.Array, wav: jax.Array, neg=None):
     return model.contrastive_loss(ids, mask, wav, neg)
 
 
-@nnx.jit
+@nnx.jit(static_argnames="wrt")
 def train_step(model: Mulan, optimizer: nnx.Optimizer, ids: jax.Array, mask: jax.Array,
-               wav: jax.Array, neg=None) -> dict[str, jax.Array]:
-    (_, metrics), grads = nnx.value_and_grad(_loss, has_aux=True)(model, ids, mask, wav, neg)
+               wav: jax.Array, neg=None, wrt=nnx.Param) -> dict[str, jax.Array]:
+    """One AdamW step on the parameters ``wrt`` selects (all of them by default)."""
+    grad_fn = nnx.value_and_grad(_loss, argnums=nnx.DiffState(0, wrt), has_aux=True)
+    (_, metrics), grads = grad_fn(model, ids, mask, wav, neg)
     metrics["grad_norm"] = optax.tree.norm(grads)
     optimizer.update(model, grads)
     return metrics
+
+
+def init_from(model: Mulan, init_model: Mulan) -> list[str]:
+    """Copies ``init_model``'s parameters and conditioning codebooks into ``model``.
+
+    The configs must match except that ``model`` may add the music-feature branches: those
+    keep their fresh initialization and the new input rows of ``audio_proj`` start at zero,
+    so the grown model computes exactly the embeddings of ``init_model`` until training
+    moves them. Returns the names of the parameters that were not copied.
+    """
+    a, b = to_dict(model.cfg), to_dict(init_model.cfg)
+    grown = {"music_features", "music_width"}
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if any(k not in grown for k in diff) or (b.get("music_features") and diff):
+        raise ValueError(f"init: the weights were trained with another model config ({', '.join(diff)} "
+                         "differ); pass the same model.* settings (only the music-feature "
+                         "branches may be added)")
+    old = {p: v.get_value() for p, v in nnx.to_flat_state(nnx.state(init_model, nnx.Param))}
+    items, fresh = [], []
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        new = var.get_value()
+        if path not in old:
+            fresh.append("/".join(map(str, path)))
+            continue
+        src = old[path]
+        if src.shape != new.shape:
+            if path != ("audio_proj", "kernel") or src.shape[1:] != new.shape[1:]:
+                raise ValueError(f"init: {'/'.join(map(str, path))} has shape {src.shape} in "
+                                 f"the init weights, {new.shape} in the model")
+            src = jnp.zeros_like(new).at[: src.shape[0]].set(src)
+        items.append((path, var.copy(jnp.asarray(src, new.dtype))))
+    nnx.update(model, nnx.from_flat_state(items))
+    model.rvq.codebook[...] = init_model.rvq.codebook[...]
+    return fresh
 
 
 # ----------------------------------------------------------------------------
@@ -222,11 +280,12 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
     model = Mulan(cfg.model, tok, rngs=nnx.Rngs(cfg.loop.seed, vq=cfg.loop.seed + 1))
     if cfg.init:
         init_model, _ = load_mulan(cfg.init)
-        if to_dict(init_model.cfg) != to_dict(cfg.model):
-            raise ValueError(f"init={cfg.init} was trained with another model config; pass the "
-                             "same model.* settings")
-        nnx.update(model, nnx.state(init_model, nnx.Param))
-        print(f"initialized from {cfg.init}")
+        fresh = init_from(model, init_model)
+        print(f"initialized from {cfg.init}"
+              + (f" ({len(fresh)} new parameters of the music-feature branches)" if fresh else ""))
+    elif cfg.freeze_text:
+        raise ValueError("freeze_text=true keeps the text tower and conditioning RVQ of a trained "
+                         "model: pass init=<MuLan weights folder>")
     optimizer = make_optimizer(model, cfg)
     crop = cfg.model.crop_samples
     loader = make_loader(LoaderConfig(root=cfg.data_root, split="train",
@@ -236,16 +295,20 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
     print(f"mulan: {count_params(model) / 1e6:.2f} M parameters, {len(loader.clips)} training "
           f"clips, vocabulary {tok.get_vocab_size()}")
 
+    wrt = trainable(cfg)
+
     def step_fn(model, optimizer, batch, step):
-        ids, mask = model.tokenize(batch["caption"])
+        rng = np.random.default_rng([cfg.loop.seed, 31, step])
+        captions = [make_aspect_caption(lb, rng) if cfg.tag_prob and lb and rng.random() < cfg.tag_prob
+                    else c for c, lb in zip(batch["caption"], batch["labels"], strict=True)]
+        ids, mask = model.tokenize(captions)
         neg = None
         if cfg.hard_negatives:
-            texts, valid = hard_negatives(list(batch["caption"]),
-                                          np.random.default_rng([cfg.loop.seed, 31, step]))
+            texts, valid = hard_negatives(captions, rng)
             n_ids, n_mask = model.tokenize(texts)
             neg = (jnp.asarray(n_ids), jnp.asarray(n_mask), jnp.asarray(valid))
         return train_step(model, optimizer, jnp.asarray(ids), jnp.asarray(mask),
-                          jnp.asarray(batch["audio"]), neg)
+                          jnp.asarray(batch["audio"]), neg, wrt=wrt)
 
     pairs = _valid_pairs(cfg)
     hook, last_valid = _retrieval_hook(cfg, pairs) if pairs else (None, {})
@@ -269,9 +332,14 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
             f"fitting the conditioning RVQ needs at least rvq_codebook_size="
             f"{cfg.model.rvq_codebook_size} embeddings, the train split gives {len(emb)}: raise "
             "rvq_crops_per_clip or lower model.rvq_codebook_size")
-    rvq = fit_conditioning_rvq(model, emb, ema_passes=cfg.rvq_ema_passes, seed=cfg.loop.seed)
-    report = {"rvq_cosine_per_level": rvq["final"], "rvq_cosine_kmeans": rvq["kmeans"],
-              "rvq_embeddings": len(emb)}
+    if cfg.freeze_text:   # the codebooks of init= stay: text tokens must not change
+        report = {"rvq_cosine_per_level": reconstruction_cosine(model, emb),
+                  "rvq_kept_from": cfg.init, "rvq_embeddings": len(emb)}
+        rvq = {"final": report["rvq_cosine_per_level"]}
+    else:
+        rvq = fit_conditioning_rvq(model, emb, ema_passes=cfg.rvq_ema_passes, seed=cfg.loop.seed)
+        report = {"rvq_cosine_per_level": rvq["final"], "rvq_cosine_kmeans": rvq["kmeans"],
+                  "rvq_embeddings": len(emb)}
     if hook is not None:
         if last_valid.get("step") != final:  # resumed after the end: evaluate once more
             hook.fn(final, model)

@@ -15,7 +15,7 @@ import numpy as np
 from musicrl.data.instruments import INSTRUMENTS
 from musicrl.data.scores import STYLES
 
-__all__ = ["make_captions", "make_tags", "TEMPO_WORDS", "MOOD_WORDS", "flip_mode", "flip_tempo"]
+__all__ = ["make_captions", "make_tags", "make_aspect_caption", "TEMPO_WORDS", "MOOD_WORDS", "flip_mode", "flip_tempo"]
 
 _TEMPO_WORDS = {
     "slow": ("slow", "gentle", "unhurried", "calm", "leisurely", "slow-moving"),
@@ -161,6 +161,34 @@ def make_tags(labels: dict[str, Any]) -> list[str]:
              else ["no drums"])
     tags.append(_MOOD_WORDS[labels["mode"]][0])
     return tags
+
+
+
+def make_aspect_caption(labels: dict[str, Any], rng: np.random.Generator,
+                        max_aspects: int = 3) -> str:
+    """A short aspect-list caption of 1..``max_aspects`` randomly chosen aspects, each in
+    one of its phrasings: "slow, minor key", "fiddle, no drums, cheerful".
+
+    Full captions always name the instruments and the style, so a text→audio model trained
+    on them alone never learns what a bare "slow" or "minor key" means on its own (the
+    zero-shot label prompts of ``musicrl eval mulan``); MuLan trains on some of these too
+    (``tag_prob``), like the aspect lists of MusicCaps. Only true statements.
+    """
+    tb, mode = labels["tempo_bucket"], labels["mode"]
+    aspects = [
+        lambda: _pick(rng, (*_TEMPO_WORDS[tb], f"{tb} tempo", f"{_pick(rng, _TEMPO_WORDS[tb])} "
+                            "tempo")),
+        lambda: _pick(rng, (*_MOOD_WORDS[mode], f"{mode} key", f"{labels['key']} {mode}",
+                            f"in {mode}")),
+        lambda: (_pick(rng, (f"{_pick(rng, _GROOVE_WORDS[labels['drum_style']])} drums",
+                             "drums", "with drums")) if labels["drums"]
+                 else _pick(rng, ("no drums", "without drums", "no percussion"))),
+        lambda: _inst(rng, labels["melody_program"], labels["style"] == "celtic"),
+        lambda: _style_phrase(rng, labels),
+    ]
+    k = int(rng.integers(1, min(max_aspects, len(aspects)) + 1))
+    chosen = rng.choice(len(aspects), size=k, replace=False)
+    return ", ".join(aspects[int(i)]() for i in chosen)
 
 
 # ----------------------------------------------------------------------------

@@ -41,16 +41,21 @@ class MulanError(MusicrlError, ValueError):
     """A MuLan folder is missing or incomplete; the message says what to do."""
 
 
-def save_mulan(path: str | Path, model: Mulan, meta: dict[str, Any]) -> Path:
+def save_mulan(path: str | Path, model: Mulan, meta: dict[str, Any], *, dtype: Any = None,
+               inference_only: bool = False) -> Path:
     """Writes weights (``save_weights``) and ``tokenizer.json`` to the folder ``path``.
 
-    ``meta`` gets ``component`` and ``config`` (the model config) added.
+    ``meta`` gets ``component`` and ``config`` (the model config) added. ``dtype`` (e.g.
+    ``jnp.bfloat16``) casts floating weights; ``inference_only`` leaves out the RVQ's EMA
+    statistics, which only training needs (``load_mulan`` accepts both).
     """
     from musicrl.checkpoint import save_weights
+    from musicrl.codec.quantizer import TRAINING_ONLY
     from musicrl.config import to_dict
 
     path = Path(path)
-    save_weights(path, model, meta={"component": "mulan", "config": to_dict(model.cfg), **meta})
+    save_weights(path, model, meta={"component": "mulan", "config": to_dict(model.cfg), **meta},
+                 dtype=dtype, skip=TRAINING_ONLY if inference_only else ())
     tmp = path / (TOKENIZER_FILE + ".tmp")
     model.tokenizer.save(str(tmp))
     tmp.replace(path / TOKENIZER_FILE)

@@ -63,6 +63,9 @@ def test_registry_from_file_json_and_toml(tmp_path):
     ({"systems": [{"name": "x", "weights": "w"}, {"name": "x", "weights": "v"}]}, "twice"),
     ({"systems": [{"name": "x", "weights": "w"}], "merge": {"system": "y"}}, "merge.system"),
     ({"systems": [{"name": "x", "weights": "w"}], "extra": 1}, "unknown top-level"),
+    ({"systems": [{"name": "x", "weights": "w", "best_of": 0}]}, "best_of"),
+    ({"systems": [{"name": "x", "weights": "w", "best_of": 2.5}]}, "best_of"),
+    ({"systems": [{"name": "x", "factory": "a:b", "best_of": 2}]}, "best_of works with"),
 ])
 def test_registry_refuses_bad_configs(data, match):
     with pytest.raises(SystemConfigError, match=match):
@@ -151,11 +154,15 @@ def test_registry_serves_a_real_pipeline_bundle(tmp_path):
     bundle = tiny_bundle(tmp_path / "bundle")
     reg = SystemRegistry.from_dict({"systems": [
         {"name": "tiny-cfg3", "weights": str(bundle), "guidance": 3.0, "temperature": 1.0},
-        {"name": "tiny-cfg1", "weights": str(bundle), "guidance": 1.0, "temperature": 1.0}]})
+        {"name": "tiny-cfg1", "weights": str(bundle), "guidance": 1.0, "temperature": 1.0},
+        {"name": "tiny-best2", "weights": str(bundle), "guidance": 3.0, "best_of": 2}]})
     a, sr, settings = reg.generate("tiny-cfg3", ["a calm piano piece"], 1.0, seed=0)
     b, _, _ = reg.generate("tiny-cfg3", ["a calm piano piece"], 1.0, seed=0)
     c, _, _ = reg.generate("tiny-cfg1", ["a calm piano piece"], 1.0, seed=0)
     assert sr == 16_000 and a.shape == (1, 16_000)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)          # guidance reaches the sampler
-    assert settings["guidance"] == 3.0
+    assert settings["guidance"] == 3.0 and "best_of" not in settings
+    d, _, s_best = reg.generate("tiny-best2", ["a calm piano piece"], 1.0, seed=0)
+    assert s_best["best_of"] == 2 and reg.get("tiny-best2").pipeline.last_scores.shape == (1, 2)
+    assert d.shape == a.shape

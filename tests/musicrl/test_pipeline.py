@@ -42,6 +42,22 @@ def test_tokens_and_lengths(pipe):
     assert tok["acoustic"].shape == (1, 100, pipe.acoustic.cfg.levels)
 
 
+def test_best_of_keeps_the_candidate_mulan_scores_highest(pipe):
+    prompts = ["a calm piano piece", "fast drums"]
+    wav, tok = pipe.generate(prompts, seconds=1.0, seed=3, best_of=3, return_tokens=True)
+    assert wav.shape == (2, pipe.sample_rate) and tok["semantic"].shape[0] == 2
+    scores = pipe.last_scores
+    assert scores.shape == (2, 3) and pipe.timing.rerank > 0
+    # the kept clips are the argmax candidates of the same batch sampled without reranking
+    rows = [p for p in prompts for _ in range(3)]
+    every = pipe.generate(rows, seconds=1.0, seed=3)
+    np.testing.assert_array_equal(wav, every[np.arange(2) * 3 + scores.argmax(1)])
+    from musicrl.mulan import embed_audio_long, embed_prompts_batched
+    again = np.einsum("be,bne->bn", embed_prompts_batched(pipe.mulan, prompts),
+                      embed_audio_long(pipe.mulan, every).reshape(2, 3, -1))
+    np.testing.assert_allclose(scores, again, atol=1e-5)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"prompts": []}, "no prompts"),
     ({"prompts": ["   "]}, "empty"),
@@ -53,6 +69,8 @@ def test_tokens_and_lengths(pipe):
     ({"prompts": ["ok"], "temperature": -1.0}, "temperature"),
     ({"prompts": ["ok"], "top_p": 0.0}, "top_p"),
     ({"prompts": ["ok"], "seed": -3}, "seed"),
+    ({"prompts": ["ok"], "best_of": 0}, "best_of"),
+    ({"prompts": ["ok"], "best_of": 1000}, "best_of"),
 ])
 def test_bad_input_is_refused(pipe, kwargs, match):
     prompts = kwargs.pop("prompts")
@@ -94,5 +112,10 @@ def test_generate_cli(bundle, tmp_path, capsys):
     index = json.loads((folder / "prompts.json").read_text())
     assert [r["prompt"] for r in index] == ["first prompt"] * 2 + ["second prompt"] * 2
     assert main(["generate", "", "--model", str(bundle), "-o", str(out)]) == 2
+    assert main(["generate", "x", "--model", str(bundle), "--best-of", "0", "-o", str(out)]) == 2
+    assert "best_of" in capsys.readouterr().err
+    best = tmp_path / "best.wav"
+    assert main(["generate", "a calm piano piece", "--model", str(bundle), "--seconds", "1",
+                 "--best-of", "2", "-o", str(best)]) == 0 and best.stat().st_size > 1000
     assert main(["generate", "x", "--model", str(tmp_path / "nope"), "-o", str(out)]) == 2
     assert "no such model folder" in capsys.readouterr().err

@@ -81,3 +81,25 @@ def test_permutation_chance_reflects_label_imbalance():
     perfect = list(truth)
     ch = permutation_chance(perfect, truth, lambda a, b: a == b)
     assert 0.75 < ch < 0.9  # 0.9² + 0.1² = 0.82 in expectation
+
+
+def test_generation_report_names_best_of_systems_and_flags_their_mcc(tmp_path):
+    from musicrl.evaluation.generation import format_table, write_report
+
+    att = {a: {"accuracy": 0.4, "chance": 0.2, "ratio": 2.0, "n": 10}
+           for a in ("mode", "melody_family")}
+    fad = {"mean": 90.0, "std": 2.0}
+
+    def system(g, best_of):
+        return {"guidance": g, "best_of": best_of, "mcc": 0.5, "mcc_other_prompts": 0.0,
+                "mcc_ratio_to_real": 0.7, "fad": fad, "adherence": att}
+
+    rep = {"prompts": 10, "split": "test", "seconds": 10.0,
+           "real": {"mcc": 0.7, "adherence": att},
+           "systems": {"cfg3": system(3.0, 1), "cfg3-bo4": system(3.0, 4)},
+           "baselines": {"shuffled_tokens": {"mcc": 0.5, "fad": fad}}}
+    md = format_table(rep)
+    assert "| generated, CFG γ=3 |" in md and "γ=3, best of 4 †" in md
+    assert "flattered" in md
+    write_report(rep, tmp_path)
+    assert (tmp_path / "generation.png").stat().st_size > 1000

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from musicrl.config import presets_of
-from musicrl.data.captioning import flip_mode, flip_tempo
+from musicrl.data.captioning import TEMPO_WORDS, flip_mode, flip_tempo, make_aspect_caption
 from musicrl.mulan import Mulan, MulanConfig, train_text_tokenizer
 from musicrl.mulan.features import MAX_LAG, MIN_LAG, chroma_profile, onset_autocorrelation
 from musicrl.spectral import log_mel
@@ -74,3 +74,17 @@ def test_loss_with_negatives_is_finite_and_masks_missing_ones():
                                         jnp.asarray(valid)))
     assert np.isfinite(float(loss)) and float(loss) > float(base)  # more negatives, more loss
     assert 0.0 <= float(met["hard_negative_acc"]) <= 1.0
+
+
+def test_aspect_captions_are_short_and_true():
+    lb = {"tempo_bucket": "slow", "mode": "minor", "key": "D", "drums": False,
+          "drum_style": "rock", "melody_program": 40, "style": "celtic", "subtype": "air"}
+    rng = np.random.default_rng(0)
+    caps = [make_aspect_caption(lb, rng) for _ in range(200)]
+    assert all(1 <= len(c.split(", ")) <= 3 for c in caps)
+    words = {w for c in caps for w in c.replace(",", " ").split()}
+    assert not words & {"major", "happy", "fast", "lively", "drums,"} - {"no"}
+    assert not any(w in words for w in TEMPO_WORDS["fast"])
+    assert any("minor" in c for c in caps) and any("slow" in c for c in caps)
+    assert any(c == "fiddle" for c in caps)          # celtic violin is a fiddle
+    assert all("with drums" not in c for c in caps)

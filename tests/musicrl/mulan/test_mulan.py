@@ -22,7 +22,7 @@ from musicrl.mulan import (
     train_text_tokenizer,
 )
 from training.loop import read_metrics
-from training.mulan import MulanTrainConfig, retrieval_metrics, train_mulan
+from training.mulan import MulanTrainConfig, init_from, retrieval_metrics, train_mulan
 
 CAPTIONS = ["a calm piano chorale in c major, 60 bpm", "fast celtic fiddle reel with drums",
             "a slow folk song on acoustic guitar", "lively jig, 120 bpm, flute and bodhran"]
@@ -162,6 +162,41 @@ def test_finetune_from_init_starts_where_the_init_ended(trained, tmp_path):
         "model.audio_width=16", f"init={weights}"])
     with pytest.raises(ValueError, match="another model config"):
         train_mulan(bad, progress=False)
+
+
+def test_growing_music_branches_from_init_keeps_the_embeddings(tiny_corpus, tmp_path):
+    """A model without the music-feature branches, grown to have them: same embeddings until
+    training moves them (zero projection rows), and freeze_text keeps text tokens exact."""
+    data_cfg, _ = tiny_corpus
+    base = resolve(MulanTrainConfig, "tiny", [
+        f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'base'}", "loop.steps=4",
+        "loop.ckpt_every=4", "eval_every=4", "model.music_features=false"])
+    w0 = train_mulan(base, progress=False)
+    m0, _ = load_mulan(w0)
+    grown = Mulan(presets_of(MulanConfig)["tiny"], m0.tokenizer, rngs=nnx.Rngs(5, vq=6))
+    fresh = init_from(grown, m0)
+    assert fresh and all(f.startswith("audio/music") for f in fresh)
+    wav = jnp.asarray(np.random.default_rng(1).normal(0, 0.1, (2, m0.cfg.crop_samples)),
+                      jnp.float32)
+    np.testing.assert_allclose(np.asarray(grown.embed_audio(wav)),
+                               np.asarray(m0.embed_audio(wav)), atol=1e-6)
+
+    prompts = ["slow, minor key", "a lively fiddle reel with drums"]
+    ft = resolve(MulanTrainConfig, "tiny", [
+        f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'ft'}", "loop.steps=3",
+        "loop.ckpt_every=3", "eval_every=3", f"init={w0}", "freeze_text=true",
+        "tag_prob=0.5", "lr=1e-2"])
+    m1, meta = load_mulan(train_mulan(ft, progress=False))
+    assert m1.cfg.music_features and meta["report"]["rvq_kept_from"] == str(w0)
+    np.testing.assert_array_equal(np.asarray(m1.embed_prompts(prompts)),
+                                  np.asarray(m0.embed_prompts(prompts)))
+    np.testing.assert_array_equal(np.asarray(m1.tokens_for_text(prompts)),
+                                  np.asarray(m0.tokens_for_text(prompts)))
+    assert not np.allclose(np.asarray(m1.embed_audio(wav)), np.asarray(m0.embed_audio(wav)))
+    with pytest.raises(ValueError, match="init="):
+        train_mulan(resolve(MulanTrainConfig, "tiny", [
+            f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'x'}", "loop.steps=1",
+            "freeze_text=true"]), progress=False)
 
 
 def test_save_load_round_trip_is_exact(tiny_model, tmp_path):

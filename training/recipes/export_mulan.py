@@ -1,0 +1,70 @@
+"""A trained MuLan → the committed inference folder: bf16, no RVQ training statistics.
+
+    python training/recipes/export_mulan.py SRC DST [--keep-text-of OLD] [--command "..."]
+
+With ``--keep-text-of OLD`` (a locked-text finetune, ``freeze_text=true``) it first checks
+that the text side is unchanged: for the first caption of every clip in data/small, the
+new folder's text embeddings and 12 conditioning tokens must equal OLD's bit for bit, so
+generators trained on OLD's text tokens stay valid. Prints what it checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from musicrl.mulan import load_mulan, save_mulan
+
+
+def _captions(root: str, limit: int = 2000) -> list[str]:
+    from musicrl.data.manifest import load_clips
+
+    return [c.captions[0] for c in load_clips(root) if c.captions][:limit]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("src")
+    ap.add_argument("dst")
+    ap.add_argument("--keep-text-of", default=None)
+    ap.add_argument("--root", default="data/small")
+    ap.add_argument("--command", default=None, help="the training command(s), for the meta")
+    args = ap.parse_args()
+
+    model, meta = load_mulan(args.src)
+    keep = {k: v for k, v in meta.items() if k not in ("component", "config")}
+    if args.command:
+        keep["command"] = args.command
+    keep["dtype"] = "bfloat16 (exported from float32 weights)"
+    keep["training_only_state_left_out"] = ["embed_sum", "cluster_size", "usage"]
+    keep["exported"] = time.strftime("%Y-%m-%d")
+    with tempfile.TemporaryDirectory() as tmp:
+        # Round-trip through bf16 first so the check below sees the committed numbers.
+        save_mulan(Path(tmp) / "m", model, keep, dtype=jnp.bfloat16, inference_only=True)
+        new, _ = load_mulan(Path(tmp) / "m")
+        if args.keep_text_of:
+            old, _ = load_mulan(args.keep_text_of)
+            caps = _captions(args.root)
+            for i in range(0, len(caps), 256):
+                part = caps[i:i + 256]
+                np.testing.assert_array_equal(np.asarray(new.embed_prompts(part)),
+                                              np.asarray(old.embed_prompts(part)))
+                np.testing.assert_array_equal(np.asarray(new.tokens_for_text(part)),
+                                              np.asarray(old.tokens_for_text(part)))
+            keep["text_side_identical_to"] = {"folder": args.keep_text_of,
+                                              "captions_checked": len(caps)}
+            print(f"text embeddings and conditioning tokens of {len(caps)} captions: identical "
+                  f"to {args.keep_text_of}")
+        save_mulan(args.dst, new, keep, dtype=jnp.bfloat16, inference_only=True)
+    size = sum(f.stat().st_size for f in Path(args.dst).iterdir()) / 1e6
+    print(f"{args.dst}: {size:.1f} MB; meta: {json.dumps({k: keep[k] for k in ('steps',)})}")
+
+
+if __name__ == "__main__":
+    main()
