@@ -3,6 +3,8 @@ a tiny contrastive run that learns, and an exact save/load round trip."""
 
 from __future__ import annotations
 
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -170,8 +172,10 @@ def test_growing_music_branches_from_init_keeps_the_embeddings(tiny_corpus, tmp_
     data_cfg, _ = tiny_corpus
     base = resolve(MulanTrainConfig, "tiny", [
         f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'base'}", "loop.steps=4",
-        "loop.ckpt_every=4", "eval_every=4", "model.music_features=false"])
+        "loop.ckpt_every=4", "eval_every=4", "model.music_features=false", "rvq_text=true"])
     w0 = train_mulan(base, progress=False)
+    assert json.loads((w0 / "meta.json").read_text())["report"]["rvq_fitted_on"] == \
+        "audio + captions"
     m0, _ = load_mulan(w0)
     grown = Mulan(presets_of(MulanConfig)["tiny"], m0.tokenizer, rngs=nnx.Rngs(5, vq=6))
     fresh = init_from(grown, m0)
@@ -197,6 +201,10 @@ def test_growing_music_branches_from_init_keeps_the_embeddings(tiny_corpus, tmp_
         train_mulan(resolve(MulanTrainConfig, "tiny", [
             f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'x'}", "loop.steps=1",
             "freeze_text=true"]), progress=False)
+    with pytest.raises(ValueError, match="choose one"):
+        train_mulan(resolve(MulanTrainConfig, "tiny", [
+            f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'y'}", "loop.steps=1",
+            f"init={w0}", "freeze_text=true", "rvq_text=true"]), progress=False)
 
 
 def test_save_load_round_trip_is_exact(tiny_model, tmp_path):
