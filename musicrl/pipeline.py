@@ -185,7 +185,10 @@ class Pipeline:
         if not isinstance(best_of, (int, np.integer)) or not 1 <= best_of <= MAX_BEST_OF:
             raise GenerationError(f"best_of={best_of!r}: use a whole number from 1 to "
                                   f"{MAX_BEST_OF}")
-        n_prompts, rows = len(prompts), [p for p in prompts for _ in range(int(best_of))]
+        if best_of > 1 and int(self.mulan.cfg.sample_rate) != self.sample_rate:
+            raise GenerationError(f"best_of needs MuLan at the codec's rate "
+                                  f"({self.mulan.cfg.sample_rate} vs {self.sample_rate} Hz)")
+        rows = [p for p in prompts for _ in range(int(best_of))]
         prompts = rows
 
         s_cfg, a_cfg = self.semantic.cfg, self.acoustic.cfg
@@ -209,11 +212,11 @@ class Pipeline:
         wav = wav[:, :n] if wav.shape[1] >= n else np.pad(wav, ((0, 0), (0, n - wav.shape[1])))
         tokens = {"mulan": np.asarray(mulan), "semantic": np.asarray(sem),
                   "acoustic": np.asarray(aco)}
+        self.last_scores = None
         if best_of > 1:
             pick = self._rerank(rows[::best_of], wav, best_of)
             wav = wav[pick]
             tokens = {k: v[pick] for k, v in tokens.items()}
-        assert len(wav) == n_prompts
         self.timing = Timing(t1 - t0, t2 - t1, t3 - t2, t4 - t3, time.perf_counter() - t4)
         return (wav, tokens) if return_tokens else wav
 
@@ -222,9 +225,6 @@ class Pipeline:
         text–audio cosine; keeps all scores in ``self.last_scores``."""
         from musicrl.mulan import embed_audio_long, embed_prompts_batched
 
-        if int(self.mulan.cfg.sample_rate) != self.sample_rate:
-            raise GenerationError(f"best_of needs MuLan at the codec's rate "
-                                  f"({self.mulan.cfg.sample_rate} vs {self.sample_rate} Hz)")
         text = embed_prompts_batched(self.mulan, prompts)                    # [b, e]
         audio = embed_audio_long(self.mulan, wav_bn).reshape(len(prompts), n, -1)
         self.last_scores = np.einsum("be,bne->bn", text, audio)

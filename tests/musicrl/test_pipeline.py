@@ -51,6 +51,7 @@ def test_best_of_keeps_the_candidate_mulan_scores_highest(pipe):
     # the kept clips are the argmax candidates of the same batch sampled without reranking
     rows = [p for p in prompts for _ in range(3)]
     every = pipe.generate(rows, seconds=1.0, seed=3)
+    assert pipe.last_scores is None                  # plain sampling leaves no stale scores
     np.testing.assert_array_equal(wav, every[np.arange(2) * 3 + scores.argmax(1)])
     from musicrl.mulan import embed_audio_long, embed_prompts_batched
     again = np.einsum("be,bne->bn", embed_prompts_batched(pipe.mulan, prompts),
