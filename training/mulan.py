@@ -334,16 +334,15 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
     wav = _fixed_crops(cfg.data_root, train_clips, crop, seed=cfg.loop.seed,
                        per_clip=cfg.rvq_crops_per_clip)
     emb = embed_audio_batched(model, wav)
-    if len(emb) < cfg.model.rvq_codebook_size:
-        raise ValueError(
-            f"fitting the conditioning RVQ needs at least rvq_codebook_size="
-            f"{cfg.model.rvq_codebook_size} embeddings, the train split gives {len(emb)}: raise "
-            "rvq_crops_per_clip or lower model.rvq_codebook_size")
     if cfg.freeze_text:   # the codebooks of init= stay: text tokens must not change
         report = {"rvq_cosine_per_level": reconstruction_cosine(model, emb),
                   "rvq_kept_from": cfg.init, "rvq_embeddings": len(emb)}
-        rvq = {"final": report["rvq_cosine_per_level"]}
     else:
+        if len(emb) < cfg.model.rvq_codebook_size:
+            raise ValueError(
+                f"fitting the conditioning RVQ needs at least rvq_codebook_size="
+                f"{cfg.model.rvq_codebook_size} embeddings, the train split gives {len(emb)}: "
+                "raise rvq_crops_per_clip or lower model.rvq_codebook_size")
         fit_on = emb
         if cfg.rvq_text:
             fit_on = np.concatenate([emb, embed_prompts_batched(
