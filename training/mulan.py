@@ -29,7 +29,13 @@ from flax import nnx
 
 from musicrl.codec.model import count_params
 from musicrl.config import opt, presets_of, register_presets, to_dict
-from musicrl.data.captioning import flip_mode, flip_tempo, make_aspect_caption
+from musicrl.data.captioning import (
+    LABEL_CLASSES,
+    flip_mode,
+    flip_tempo,
+    label_phrase,
+    make_aspect_caption,
+)
 from musicrl.data.config import LoaderConfig
 from musicrl.mulan import (
     TOKENIZER_FILE,
@@ -45,7 +51,7 @@ from musicrl.mulan import (
 )
 from training.loop import Hook, LoopConfig, adamw_cosine, run_loop
 
-__all__ = ["MulanTrainConfig", "train_mulan", "train_step", "retrieval_metrics"]
+__all__ = ["MulanTrainConfig", "train_mulan", "train_step", "retrieval_metrics", "label_prompts"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +79,11 @@ class MulanTrainConfig:
     tag_prob: float = opt(0.0, "fraction of training captions replaced by a short aspect list "
                                "of 1-3 of the clip's attributes ('slow, minor key'): teaches "
                                "what bare attribute words mean", min=0.0, max=1.0)
+    label_weight: float = opt(0.0, "weight of the label-prompt loss: each clip's tempo bucket, "
+                                   "mode and drums classified among short label phrases "
+                                   "('slow tempo' / 'moderate' / 'brisk', drawn per step) by "
+                                   "cosine at the contrastive temperature (UniCL); 0 = off",
+                              min=0.0)
     rvq_text: bool = opt(False, "fit the conditioning RVQ on the train captions' text "
                                 "embeddings as well as on audio (the generator is trained on "
                                 "both and prompted with text; keeps both reconstructions "
@@ -113,16 +124,17 @@ def make_optimizer(model: Mulan, cfg: MulanTrainConfig) -> nnx.Optimizer:
                         wrt=trainable(cfg))
 
 
-def _loss(model: Mulan, ids: jax.Array, mask: jax.Array, wav: jax.Array, neg=None):
-    return model.contrastive_loss(ids, mask, wav, neg)
+def _loss(model: Mulan, ids: jax.Array, mask: jax.Array, wav: jax.Array, neg=None,
+          labels=None):
+    return model.contrastive_loss(ids, mask, wav, neg, labels)
 
 
 @nnx.jit(static_argnames="wrt")
 def train_step(model: Mulan, optimizer: nnx.Optimizer, ids: jax.Array, mask: jax.Array,
-               wav: jax.Array, neg=None, wrt=nnx.Param) -> dict[str, jax.Array]:
+               wav: jax.Array, neg=None, wrt=nnx.Param, labels=None) -> dict[str, jax.Array]:
     """One AdamW step on the parameters ``wrt`` selects (all of them by default)."""
     grad_fn = nnx.value_and_grad(_loss, argnums=nnx.DiffState(0, wrt), has_aux=True)
-    (_, metrics), grads = grad_fn(model, ids, mask, wav, neg)
+    (_, metrics), grads = grad_fn(model, ids, mask, wav, neg, labels)
     metrics["grad_norm"] = optax.tree.norm(grads)
     optimizer.update(model, grads)
     return metrics
@@ -184,6 +196,26 @@ def hard_negatives(captions: list[str], rng: np.random.Generator
 # ----------------------------------------------------------------------------
 # Retrieval
 # ----------------------------------------------------------------------------
+
+def label_prompts(batch_labels: list[dict | None], rng: np.random.Generator
+                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """One freshly worded phrase per (attribute, value) of ``LABEL_CLASSES``, the
+    attribute index of each [c], and each clip's target column per attribute [b, g]
+    (−1 where the clip lacks the label, e.g. imported clips)."""
+    texts, group, column = [], [], {}
+    for g, (attr, values) in enumerate(LABEL_CLASSES.items()):
+        for v in values:
+            column[attr, v] = len(texts)
+            texts.append(label_phrase(attr, v, rng))
+            group.append(g)
+    target = np.full((len(batch_labels), len(LABEL_CLASSES)), -1, np.int32)
+    for i, lb in enumerate(batch_labels):
+        for g, attr in enumerate(LABEL_CLASSES):
+            if lb and attr in lb:
+                v = bool(lb[attr]) if attr == "drums" else lb[attr]
+                target[i, g] = column.get((attr, v), -1)
+    return texts, np.asarray(group, np.int32), target
+
 
 def retrieval_metrics(text_ne: np.ndarray, audio_ne: np.ndarray, ks: tuple[int, ...] = (1, 10)
                       ) -> dict[str, float]:
@@ -314,8 +346,14 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
             texts, valid = hard_negatives(captions, rng)
             n_ids, n_mask = model.tokenize(texts)
             neg = (jnp.asarray(n_ids), jnp.asarray(n_mask), jnp.asarray(valid))
+        labels = None
+        if cfg.label_weight:
+            texts, group, target = label_prompts(list(batch["labels"]), rng)
+            l_ids, l_mask = model.tokenize(texts)
+            labels = (jnp.asarray(l_ids), jnp.asarray(l_mask), jnp.asarray(group),
+                      jnp.asarray(target), jnp.float32(cfg.label_weight))
         return train_step(model, optimizer, jnp.asarray(ids), jnp.asarray(mask),
-                          jnp.asarray(batch["audio"]), neg, wrt=wrt)
+                          jnp.asarray(batch["audio"]), neg, wrt=wrt, labels=labels)
 
     pairs = _valid_pairs(cfg)
     hook, last_valid = _retrieval_hook(cfg, pairs) if pairs else (None, {})

@@ -15,7 +15,8 @@ import numpy as np
 from musicrl.data.instruments import INSTRUMENTS
 from musicrl.data.scores import STYLES
 
-__all__ = ["make_captions", "make_tags", "make_aspect_caption", "TEMPO_WORDS", "MOOD_WORDS", "flip_mode", "flip_tempo"]
+__all__ = ["make_captions", "make_tags", "make_aspect_caption", "label_phrase", "LABEL_CLASSES",
+           "TEMPO_WORDS", "MOOD_WORDS", "flip_mode", "flip_tempo"]
 
 _TEMPO_WORDS = {
     "slow": ("slow", "gentle", "unhurried", "calm", "leisurely", "slow-moving"),
@@ -164,6 +165,31 @@ def make_tags(labels: dict[str, Any]) -> list[str]:
 
 
 
+# The attributes with a small closed set of values, in a fixed class order: what
+# ``label_phrase`` names and what MuLan's label-prompt loss (``attr_weight``) classifies.
+LABEL_CLASSES: dict[str, tuple[Any, ...]] = {
+    "tempo_bucket": ("slow", "medium", "fast"),
+    "mode": ("major", "minor"),
+    "drums": (False, True),
+}
+
+
+def label_phrase(attribute: str, value: Any, rng: np.random.Generator) -> str:
+    """One short phrase, in one of its wordings, that says ``attribute`` = ``value``:
+    ("tempo_bucket", "slow") → "unhurried tempo", ("mode", "minor") → "in minor",
+    ("drums", False) → "no percussion". The vocabulary is the captions' own."""
+    if attribute not in LABEL_CLASSES or value not in LABEL_CLASSES[attribute]:
+        raise ValueError(f"label_phrase: no phrases for {attribute}={value!r}; known: "
+                         f"{ {a: list(v) for a, v in LABEL_CLASSES.items()} }")
+    if attribute == "tempo_bucket":
+        return _pick(rng, (*_TEMPO_WORDS[value], f"{value} tempo",
+                           f"{_pick(rng, _TEMPO_WORDS[value])} tempo"))
+    if attribute == "mode":
+        return _pick(rng, (*_MOOD_WORDS[value], f"{value} key", f"in {value}"))
+    return _pick(rng, ("drums", "with drums", "a drum kit") if value
+                 else ("no drums", "without drums", "no percussion"))
+
+
 def make_aspect_caption(labels: dict[str, Any], rng: np.random.Generator,
                         max_aspects: int = 3) -> str:
     """A short aspect-list caption of 1..``max_aspects`` randomly chosen aspects, each in
@@ -174,15 +200,13 @@ def make_aspect_caption(labels: dict[str, Any], rng: np.random.Generator,
     zero-shot label prompts of ``musicrl eval mulan``); MuLan trains on some of these too
     (``tag_prob``), like the aspect lists of MusicCaps. Only true statements.
     """
-    tb, mode = labels["tempo_bucket"], labels["mode"]
     aspects = [
-        lambda: _pick(rng, (*_TEMPO_WORDS[tb], f"{tb} tempo", f"{_pick(rng, _TEMPO_WORDS[tb])} "
-                            "tempo")),
-        lambda: _pick(rng, (*_MOOD_WORDS[mode], f"{mode} key", f"{labels['key']} {mode}",
-                            f"in {mode}")),
+        lambda: label_phrase("tempo_bucket", labels["tempo_bucket"], rng),
+        lambda: (label_phrase("mode", labels["mode"], rng) if rng.random() < 0.8
+                 else f"{labels['key']} {labels['mode']}"),
         lambda: (_pick(rng, (f"{_pick(rng, _GROOVE_WORDS[labels['drum_style']])} drums",
-                             "drums", "with drums")) if labels["drums"]
-                 else _pick(rng, ("no drums", "without drums", "no percussion"))),
+                             label_phrase("drums", True, rng))) if labels["drums"]
+                 else label_phrase("drums", False, rng)),
         lambda: _inst(rng, labels["melody_program"], labels["style"] == "celtic"),
         lambda: _style_phrase(rng, labels),
     ]

@@ -27,7 +27,7 @@ from musicrl.mulan.audio import AudioTower
 from musicrl.mulan.config import MulanConfig
 from musicrl.mulan.text import TextTower, encode_texts
 
-__all__ = ["Mulan", "info_nce", "MAX_LOG_SCALE"]
+__all__ = ["Mulan", "info_nce", "label_prompt_loss", "MAX_LOG_SCALE"]
 
 MAX_LOG_SCALE = float(np.log(100.0))
 
@@ -47,6 +47,31 @@ def info_nce(text_be: jax.Array, audio_be: jax.Array, log_scale: jax.Array) -> j
     t2a = -jnp.mean(jax.nn.log_softmax(logits, axis=1)[diag, diag])
     a2t = -jnp.mean(jax.nn.log_softmax(logits, axis=0)[diag, diag])
     return 0.5 * (t2a + a2t)
+
+
+def label_prompt_loss(audio_be: jax.Array, label_ce: jax.Array, group_c: jax.Array,
+                      target_bg: jax.Array, scale: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Cross-entropy of each clip's label among its attribute's label phrases, and accuracy.
+
+    ``label_ce`` holds one embedded phrase per (attribute, value), ``group_c`` the
+    attribute index of each; ``target_bg[b, g]`` is the column of clip b's value of
+    attribute g, or −1 where the clip has no such label (left out). The softmax of
+    attribute g runs over its own columns only, at the contrastive temperature: the
+    zero-shot classifier of ``musicrl eval mulan``, trained on the train labels.
+    """
+    logits = scale * audio_be @ label_ce.T                                  # [b, c]
+    losses, hits, counts = [], [], []
+    for g in range(target_bg.shape[1]):
+        lsm = jax.nn.log_softmax(jnp.where(group_c[None, :] == g, logits, -jnp.inf), axis=1)
+        t = target_bg[:, g]
+        ok = t >= 0
+        nll = -jnp.take_along_axis(lsm, jnp.maximum(t, 0)[:, None], axis=1)[:, 0]
+        pred = jnp.argmax(jnp.where(group_c[None, :] == g, logits, -jnp.inf), axis=1)
+        losses.append(jnp.sum(jnp.where(ok, nll, 0.0)))
+        hits.append(jnp.sum(ok & (pred == t)))
+        counts.append(jnp.sum(ok))
+    n = jnp.maximum(sum(counts), 1)
+    return sum(losses) / n, sum(hits) / n
 
 
 class Mulan(nnx.Module):
@@ -87,7 +112,8 @@ class Mulan(nnx.Module):
         return _embed_text_jit(self, jnp.asarray(ids), jnp.asarray(mask))
 
     def contrastive_loss(self, ids_bl: jax.Array, mask_bl: jax.Array, wav_bn: jax.Array,
-                         neg: tuple[jax.Array, jax.Array, jax.Array] | None = None
+                         neg: tuple[jax.Array, jax.Array, jax.Array] | None = None,
+                         labels: tuple[jax.Array, jax.Array, jax.Array, jax.Array] | None = None,
                          ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Symmetric InfoNCE of a batch of (caption, clip) pairs, and metrics.
 
@@ -95,6 +121,10 @@ class Mulan(nnx.Module):
         captions (rewritten captions of the batch's own clips, e.g. with the mode or
         tempo flipped); each clip's audio→text softmax runs over the batch's captions
         and all valid negatives (NegCLIP, Yuksekgonul et al. 2023).
+
+        ``labels`` = (ids [c, l], mask [c, l], group [c], target [b, g], weight): adds
+        ``weight`` × the label-prompt loss of :func:`label_prompt_loss` (label phrases
+        as captions of every clip that has the label, as in UniCL, Yang et al. 2022).
         """
         t, a = self.embed_text(ids_bl, mask_bl), self.embed_audio(wav_bn)
         scale = jnp.exp(jnp.minimum(self.log_scale[...], MAX_LOG_SCALE))
@@ -117,6 +147,13 @@ class Mulan(nnx.Module):
             ok = n_valid.reshape(t.shape[0], j)
             wins = (jnp.diag(sims)[:, None] > own) & ok
             metrics["hard_negative_acc"] = jnp.sum(wins) / jnp.maximum(jnp.sum(ok), 1)
+        if labels is not None:
+            l_ids, l_mask, group, target, weight = labels
+            lab_loss, lab_acc = label_prompt_loss(a, self.embed_text(l_ids, l_mask), group,
+                                                  target, scale)
+            metrics["label_loss"], metrics["label_acc"] = lab_loss, lab_acc
+            metrics["nce_loss"] = loss
+            loss = loss + weight * lab_loss
         acc = jnp.mean(jnp.argmax(sims, axis=1) == jnp.arange(sims.shape[0]))
         return loss, {"loss": loss, "temperature": jnp.exp(-self.log_scale[...]),
                       "batch_t2a_acc": acc, **metrics}

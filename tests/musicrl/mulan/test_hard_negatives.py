@@ -8,11 +8,19 @@ import pytest
 from flax import nnx
 
 from musicrl.config import presets_of
-from musicrl.data.captioning import TEMPO_WORDS, flip_mode, flip_tempo, make_aspect_caption
+from musicrl.data.captioning import (
+    LABEL_CLASSES,
+    TEMPO_WORDS,
+    flip_mode,
+    flip_tempo,
+    label_phrase,
+    make_aspect_caption,
+)
 from musicrl.mulan import Mulan, MulanConfig, train_text_tokenizer
 from musicrl.mulan.features import MAX_LAG, MIN_LAG, chroma_profile, onset_autocorrelation
+from musicrl.mulan.model import label_prompt_loss
 from musicrl.spectral import log_mel
-from training.mulan import hard_negatives
+from training.mulan import hard_negatives, label_prompts
 
 SR = 16_000
 
@@ -88,3 +96,68 @@ def test_aspect_captions_are_short_and_true():
     assert any("minor" in c for c in caps) and any("slow" in c for c in caps)
     assert any(c == "fiddle" for c in caps)          # celtic violin is a fiddle
     assert all("with drums" not in c for c in caps)
+
+
+def test_label_phrases_never_name_another_value():
+    rng = np.random.default_rng(0)
+    said = {(a, v): {label_phrase(a, v, rng) for _ in range(300)}
+            for a, vals in LABEL_CLASSES.items() for v in vals}
+    for (a, v), phrases in said.items():
+        assert len(phrases) >= 3                                # several wordings
+        for w in LABEL_CLASSES[a]:
+            if w != v:
+                assert not phrases & said[a, w]
+    assert all("fast" not in p and "lively" not in p for p in said["tempo_bucket", "slow"])
+    assert all(p.startswith(("no ", "without")) for p in said["drums", False])
+    with pytest.raises(ValueError, match="no phrases for mode='dorian'"):
+        label_phrase("mode", "dorian", rng)
+
+
+def test_label_prompts_targets_point_at_the_true_phrase():
+    lbs = [{"tempo_bucket": "fast", "mode": "minor", "drums": True},
+           None,                                                # an imported clip: no labels
+           {"tempo_bucket": "slow", "mode": "major", "drums": False}]
+    texts, group, target = label_prompts(lbs, np.random.default_rng(3))
+    assert len(texts) == sum(len(v) for v in LABEL_CLASSES.values()) == len(group)
+    assert target.shape == (3, len(LABEL_CLASSES)) and (target[1] == -1).all()
+    for i in (0, 2):
+        for g, attr in enumerate(LABEL_CLASSES):
+            assert group[target[i, g]] == g
+            v = LABEL_CLASSES[attr][list(np.flatnonzero(group == g)).index(target[i, g])]
+            assert v == lbs[i][attr]
+
+
+def test_label_prompt_loss_is_a_softmax_within_each_attribute():
+    rng = np.random.default_rng(0)
+    audio = rng.normal(size=(4, 8)).astype(np.float32)
+    labels = rng.normal(size=(5, 8)).astype(np.float32)
+    group = np.array([0, 0, 0, 1, 1])
+    target = np.array([[0, 3], [2, -1], [1, 4], [-1, -1]])
+    loss, acc = label_prompt_loss(jnp.asarray(audio), jnp.asarray(labels), jnp.asarray(group),
+                                  jnp.asarray(target), jnp.float32(2.0))
+    logits = 2.0 * audio @ labels.T
+    nll, hit = [], []
+    for b in range(4):
+        for g, cols in ((0, [0, 1, 2]), (1, [3, 4])):
+            t = target[b, g]
+            if t < 0:
+                continue
+            z = logits[b, cols]
+            nll.append(np.log(np.exp(z).sum()) - logits[b, t])
+            hit.append(cols[int(np.argmax(z))] == t)
+    assert float(loss) == pytest.approx(np.mean(nll), rel=1e-5)
+    assert float(acc) == pytest.approx(np.mean(hit))
+    # the term joins the contrastive loss with its weight
+    cfg = presets_of(MulanConfig)["tiny"]
+    caps = ["slow piano in c major", "fast fiddle in a minor", "drums only"]
+    model = Mulan(cfg, train_text_tokenizer(caps * 10, cfg.vocab_size), rngs=nnx.Rngs(0, vq=1))
+    wav = jnp.asarray(rng.normal(0, 0.1, (3, cfg.crop_samples)), jnp.float32)
+    ids, mask = (jnp.asarray(x) for x in model.tokenize(caps))
+    texts, grp, tgt = label_prompts([{"tempo_bucket": "slow", "mode": "major", "drums": False}] * 3,
+                                    np.random.default_rng(0))
+    l_ids, l_mask = (jnp.asarray(x) for x in model.tokenize(texts))
+    base, _ = model.contrastive_loss(ids, mask, wav)
+    both, met = model.contrastive_loss(ids, mask, wav, None, (l_ids, l_mask, jnp.asarray(grp),
+                                                              jnp.asarray(tgt), 0.5))
+    assert float(both) == pytest.approx(float(base) + 0.5 * float(met["label_loss"]), rel=1e-5)
+    assert float(met["nce_loss"]) == pytest.approx(float(base), rel=1e-5)

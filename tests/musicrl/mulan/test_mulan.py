@@ -189,8 +189,10 @@ def test_growing_music_branches_from_init_keeps_the_embeddings(tiny_corpus, tmp_
     ft = resolve(MulanTrainConfig, "tiny", [
         f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'ft'}", "loop.steps=3",
         "loop.ckpt_every=3", "eval_every=3", f"init={w0}", "freeze_text=true",
-        "tag_prob=0.5", "lr=1e-2"])
+        "tag_prob=0.5", "label_weight=0.5", "lr=1e-2"])
     m1, meta = load_mulan(train_mulan(ft, progress=False))
+    logged = [json.loads(x) for x in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
+    assert any("label_acc" in r and 0.0 <= r["label_acc"] <= 1.0 for r in logged)
     assert m1.cfg.music_features and meta["report"]["rvq_kept_from"] == str(w0)
     np.testing.assert_array_equal(np.asarray(m1.embed_prompts(prompts)),
                                   np.asarray(m0.embed_prompts(prompts)))
