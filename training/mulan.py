@@ -193,10 +193,6 @@ def hard_negatives(captions: list[str], rng: np.random.Generator
     return texts, np.asarray(valid)
 
 
-# ----------------------------------------------------------------------------
-# Retrieval
-# ----------------------------------------------------------------------------
-
 def label_prompts(batch_labels: list[dict | None], rng: np.random.Generator
                   ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """One freshly worded phrase per (attribute, value) of ``LABEL_CLASSES``, the
@@ -216,6 +212,10 @@ def label_prompts(batch_labels: list[dict | None], rng: np.random.Generator
                 target[i, g] = column.get((attr, v), -1)
     return texts, np.asarray(group, np.int32), target
 
+
+# ----------------------------------------------------------------------------
+# Retrieval
+# ----------------------------------------------------------------------------
 
 def retrieval_metrics(text_ne: np.ndarray, audio_ne: np.ndarray, ks: tuple[int, ...] = (1, 10)
                       ) -> dict[str, float]:

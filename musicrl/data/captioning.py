@@ -166,7 +166,7 @@ def make_tags(labels: dict[str, Any]) -> list[str]:
 
 
 # The attributes with a small closed set of values, in a fixed class order: what
-# ``label_phrase`` names and what MuLan's label-prompt loss (``attr_weight``) classifies.
+# ``label_phrase`` names and what MuLan's label-prompt loss (``label_weight``) classifies.
 LABEL_CLASSES: dict[str, tuple[Any, ...]] = {
     "tempo_bucket": ("slow", "medium", "fast"),
     "mode": ("major", "minor"),

@@ -113,7 +113,7 @@ class Mulan(nnx.Module):
 
     def contrastive_loss(self, ids_bl: jax.Array, mask_bl: jax.Array, wav_bn: jax.Array,
                          neg: tuple[jax.Array, jax.Array, jax.Array] | None = None,
-                         labels: tuple[jax.Array, jax.Array, jax.Array, jax.Array] | None = None,
+                         labels: tuple[jax.Array, ...] | None = None,
                          ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Symmetric InfoNCE of a batch of (caption, clip) pairs, and metrics.
 
