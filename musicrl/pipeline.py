@@ -79,6 +79,22 @@ def _check_prompts(prompts: str | Sequence[str]) -> list[str]:
     return prompts
 
 
+def _check_mulan_codebook(name: str, stage, mulan) -> None:
+    """A stage with ``mulan_embed=codebook`` carries the RVQ codebooks of the MuLan it was
+    trained with; refuse a bundle whose MuLan has others (its tokens would mean other things)."""
+    if stage.cfg.mulan_embed != "codebook":
+        return
+    m = stage.cfg.mulan_levels
+    own = np.asarray(stage.mulan_codebook[...], np.float32)
+    theirs = np.asarray(mulan.rvq.codebook[...][:m], np.float32)
+    # bf16 storage of either side rounds at ≈ 0.4 %; another MuLan differs by O(1)
+    if own.shape != theirs.shape or not np.allclose(own, theirs, rtol=2e-2, atol=2e-3):
+        raise GenerationError(
+            f"stage {name} was trained with another MuLan (its copy of the conditioning RVQ "
+            "codebooks differs from the bundle's MuLan): use the MuLan it was trained with, "
+            "or retrain the stage with mulan=<this MuLan>")
+
+
 class Pipeline:
     """MuLan + stage S + stage A + codec, ready to generate."""
 
@@ -101,6 +117,8 @@ class Pipeline:
             raise GenerationError("stage A was trained on another semantic vocabulary "
                                   f"({acoustic.cfg.cond_vocab}) than stage S predicts "
                                   f"({semantic.cfg.vocab})")
+        for name, st in (("S", semantic), ("A", acoustic)):
+            _check_mulan_codebook(name, st, mulan)
         self.mulan, self.semantic, self.acoustic, self.codec = mulan, semantic, acoustic, codec
         self.meta = meta or {}
         self.timing = Timing()

@@ -114,6 +114,20 @@ def _eval_loss(model: StageLM, mulan, codes, cond, drop):
     return stage_loss(model, mulan, codes, cond, drop)[1]
 
 
+def _copy_mulan_codebook(model: StageLM, mulan_dir: str) -> None:
+    """``mulan_embed=codebook``: the stage embeds tokens through the RVQ of the MuLan that
+    makes them, so copy it in (frozen; saved with the stage's weights)."""
+    from musicrl.lm.data import LMDataError
+    from musicrl.mulan import load_mulan
+
+    mulan, _ = load_mulan(mulan_dir)
+    try:
+        model.set_mulan_codebook(mulan.rvq.codebook[...])
+    except ValueError as e:
+        raise LMDataError(f"{mulan_dir}: {e}") from None
+    print(f"MuLan RVQ codebooks of {mulan_dir} copied into the stage (mulan_embed=codebook)")
+
+
 def drop_mask(seed: int, step: int, batch: int, p: float) -> jax.Array:
     """The conditioning-dropout mask of a step: a pure function of (seed, step)."""
     key = jax.random.fold_in(jax.random.key(seed + 7919), step)
@@ -215,6 +229,8 @@ def train_lm(cfg: LMTrainConfig, progress: bool = True,
         load_weights(Path(cfg.init) if (Path(cfg.init) / "meta.json").exists()
                      else Path(cfg.init) / "weights", model)
         print(f"initialized from {cfg.init} ({meta.get('steps', '?')} steps)")
+    if m.mulan_embed == "codebook":
+        _copy_mulan_codebook(model, cfg.mulan)
     optimizer = make_optimizer(model, cfg)
     tokens_per_step = cfg.batch_size * (train.t_len if m.stage == "acoustic" else train.s_len) \
         * (m.levels if m.stage == "acoustic" else 1)

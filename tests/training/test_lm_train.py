@@ -114,3 +114,24 @@ def test_init_from_weights_continues_where_they_left(lm_data, tmp_path):
     with pytest.raises(Exception, match="semantic stage"):
         train_lm(_cfg(lm_data, tmp_path / "d", "tiny-acoustic", extra=[f"init={first}"]),
                  progress=False)
+
+
+def test_codebook_conditioning_carries_its_mulan_and_the_bundle_checks_it(lm_data, tmp_path):
+    """mulan_embed=codebook: the stage copies its MuLan's RVQ codebooks, keeps them through
+    training, saves them, and a bundle with another MuLan is refused."""
+    from musicrl.mulan import load_mulan
+    from musicrl.pipeline import GenerationError
+
+    _, work, bundle = lm_data
+    sem = train_lm(_cfg(lm_data, tmp_path / "s", extra=["model.mulan_embed=codebook"]),
+                   progress=False)
+    model, _ = load_stage(sem, "semantic")
+    mulan, _ = load_mulan(bundle / "mulan")
+    m = model.cfg.mulan_levels
+    np.testing.assert_array_equal(np.asarray(model.mulan_codebook[...]),
+                                  np.asarray(mulan.rvq.codebook[...])[:m])
+    pipe = Pipeline.from_pretrained(bundle, semantic=sem)
+    assert pipe.generate("a calm piano piece", seconds=1.0).shape == (1, pipe.sample_rate)
+    other = tiny_bundle(tmp_path / "other", seed=1)
+    with pytest.raises(GenerationError, match="another MuLan"):
+        Pipeline.from_pretrained(bundle, semantic=sem, mulan=other / "mulan")

@@ -5,7 +5,10 @@
 #
 #   DATA=data/small MULAN=assets/small/mulan bash training/recipes/generator_small.sh
 #
-# Defaults are what was run (on one H200, ≈ 5 min; on one CPU core expect ≈ 5 h).
+# Defaults are what was run (on one H200, ≈ 5 min; on one CPU core expect ≈ 5 h), with
+# S_TIME=85 A_TIME=150: the committed stages stopped at those caps (S at step 600 of 800,
+# A at 1,697 of 2,000; keep_best exports the best evaluated step). The small presets take
+# the MuLan prefix through its RVQ codebooks (model.mulan_embed=codebook).
 # PYTHON, and S_TIME / A_TIME (a wall-clock cap per run, SIGTERM → clean stop) are optional.
 set -uo pipefail
 DATA=${DATA:-data/small}; MULAN=${MULAN:-assets/small/mulan}

@@ -3,15 +3,15 @@
 # export (docs/mulan.md):
 #
 #   DATA=data/small bash training/recipes/mulan_small.sh                # all four phases
-#   FROM=assets/small/mulan DATA=data/small bash training/recipes/mulan_small.sh   # 3-4 only
+#   FROM=<v1 weights> DATA=data/small bash training/recipes/mulan_small.sh   # 3-4 only
 #
 # 1. contrastive pretraining                                  1,300 steps, ≈ 3,040 s
 # 2. counterfactual hard negatives (mode / tempo flipped)       450 steps, ≈ 1,630 s
 # 3. + pitch-class and beat-period branches, aspect-list captions  600 steps, ≈ 2,680 s
 # 4. + label-prompt loss, RVQ fitted on audio and captions      400 steps, ≈ 1,900 s
-# (seconds on one core of this CPU). Phases 1-2 made the committed assets/small/mulan (v1).
-# Phases 3-4 make model C of docs/mulan.md "Experiments", which replaces v1 together with
-# both generator stages retrained on its tokens:
+# (seconds on one core of this CPU). Phases 1-2 make v1 (the previous committed model);
+# phases 3-4 make model C, the committed assets/small/mulan. A new MuLan goes into a
+# bundle only with both generator stages retrained from scratch on its tokens:
 #   MULAN=$OUT bash training/recipes/generator_small.sh       (≈ 5 min on one H200)
 # PYTHON is optional; W is the work folder, OUT the export folder.
 set -euo pipefail

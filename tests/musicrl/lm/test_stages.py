@@ -119,3 +119,51 @@ def test_sampler_strategies():
         Sampler(top_p=0.0)
     with pytest.raises(ValueError):
         Sampler(temperature=-1.0)
+
+
+def _codebook_stage(preset: str = "tiny") -> tuple[StageLM, np.ndarray]:
+    cfg = dataclasses.replace(presets_of(StageConfig)[preset], mulan_embed="codebook")
+    m = StageLM(cfg, rngs=nnx.Rngs(0))
+    cb = np.random.default_rng(0).normal(size=(cfg.mulan_levels + 2, cfg.mulan_vocab,
+                                               cfg.mulan_dim)).astype(np.float32)
+    m.set_mulan_codebook(cb)           # a MuLan may have more levels than the stage reads
+    return m, cb
+
+
+def test_codebook_prefix_is_the_projected_cumulative_reconstruction():
+    m, cb = _codebook_stage()
+    mul, _ = _inputs(m)
+    x = np.asarray(m.embed_prefix(mul, jnp.array([False, True])))
+    ids = np.asarray(mul[0])
+    cum = np.cumsum(cb[np.arange(len(ids)), ids], axis=0)                 # [m, e]
+    want = cum @ np.asarray(m.mulan_proj[...]) + np.asarray(m.mulan_level[...])
+    np.testing.assert_allclose(x[0], want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(x[1], np.asarray(m.mulan_null[...]), rtol=1e-6)
+    # no 1024-row table per level: the stage is smaller than in table mode
+    table = StageLM(presets_of(StageConfig)["tiny"], rngs=nnx.Rngs(0))
+    assert not hasattr(m, "mulan_embed") and hasattr(table, "mulan_embed")
+
+
+def test_codebook_stage_decodes_exactly_and_never_trains_the_codebook():
+    m, cb = _codebook_stage("tiny-acoustic")
+    mul, cond = _inputs(m)
+    codes = sample_stage(m, mul, 10, key=jax.random.key(0), cond_bt=cond, sampler=GREEDY)
+    inputs, targets, layout, c = teacher_forcing(m.cfg, codes, cond)
+    match = jnp.argmax(m(mul, inputs, layout, c), -1) == targets
+    assert bool(jnp.all(jnp.where(jnp.asarray(layout.valid)[None], match, True)))
+    opt = nnx.Optimizer(m, optax.adam(1e-2), wrt=nnx.Param)
+    proj0 = np.asarray(m.mulan_proj[...]).copy()
+    (_, _), g = nnx.value_and_grad(stage_loss, has_aux=True)(
+        m, mul, codes, cond, jnp.zeros((2,), bool))
+    opt.update(m, g)
+    np.testing.assert_array_equal(np.asarray(m.mulan_codebook[...]), cb[:m.cfg.mulan_levels])
+    assert not np.allclose(np.asarray(m.mulan_proj[...]), proj0)      # the projection learns
+
+
+def test_set_mulan_codebook_rejects_what_does_not_fit():
+    m, _ = _codebook_stage()
+    with pytest.raises(ValueError, match="mulan_dim"):
+        m.set_mulan_codebook(np.zeros((3, 8, 64), np.float32))
+    with pytest.raises(ValueError, match="codebook"):
+        StageLM(presets_of(StageConfig)["tiny"], rngs=nnx.Rngs(0)).set_mulan_codebook(
+            np.zeros((3, 8, 128), np.float32))
