@@ -1,7 +1,8 @@
 """Where along the generator the prompt's tempo is lost: one measurement per link.
 
-    python training/recipes/tempo_chain.py BUNDLE [--root data/small] [--guidance 3]
-        [--max-clips 0] [--train 600] [--json out.json]
+    python training/recipes/tempo_chain.py BUNDLE [--root data/small] [--split test]
+        [--guidance 3] [--guidance-semantic G] [--temperature 1] [--quick] [--max-clips 0]
+        [--train 600] [--json out.json]
 
 On the test clips *with drums* (where the beat tracker is trustworthy: 0.89 within 8 % on
 real clips), the fraction whose estimated tempo is within 8 % of the caption's BPM, for
@@ -14,6 +15,8 @@ real clips), the fraction whose estimated tempo is within 8 % of the caption's B
    generate`` measures);
 
 each beside permutation chance (the same estimates scored against the other clips' BPMs).
+``--quick`` measures link 4 only; ``--guidance-semantic`` / ``--temperature`` change how
+stage S samples (tune them on ``--split valid``, not on test).
 
 Plus a token-level probe of the semantic stream: the self-similarity of a token sequence at
 each lag of 0.2–2 s (fraction of frames whose token recurs that many frames later) feeds a
@@ -70,7 +73,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle")
     ap.add_argument("--root", default="data/small")
-    ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--split", default="test", choices=("valid", "test"))
+    ap.add_argument("--guidance", type=float, default=3.0, help="CFG γ of both stages")
+    ap.add_argument("--guidance-semantic", type=float, default=None,
+                    help="CFG γ of stage S only (default: --guidance)")
+    ap.add_argument("--temperature", type=float, default=1.0, help="stage S temperature")
+    ap.add_argument("--quick", action="store_true", help="the full pipeline link only")
     ap.add_argument("--max-clips", type=int, default=0, help="only N drum clips (0: all)")
     ap.add_argument("--train", type=int, default=600, help="train clips for the token probe")
     ap.add_argument("--batch", type=int, default=16)
@@ -81,12 +89,12 @@ def main() -> None:
     s_cfg, a_cfg = pipe.semantic.cfg, pipe.acoustic.cfg
     root = Path(args.root)
     toks = load_tokens(root / "tokens")
-    test = [c for c in load_clips(root, ["test"]) if c.labels and c.id in toks]
+    test = [c for c in load_clips(root, [args.split]) if c.labels and c.id in toks]
     drums = [c for c in test if c.labels.get("drums")]
     if args.max_clips:
         drums = drums[:: max(1, len(drums) // args.max_clips)][: args.max_clips]
     if len(drums) < 10:
-        raise SystemExit(f"need ≥ 10 tokenized test clips with drums under {root}; found "
+        raise SystemExit(f"need ≥ 10 tokenized {args.split} clips with drums under {root}; found "
                          f"{len(drums)} (run `musicrl data build` and `musicrl tokenize`)")
     sr, seconds = pipe.sample_rate, 10.0
     n = int(round(seconds * sr))
@@ -94,6 +102,8 @@ def main() -> None:
     bpm = np.array([float(c.labels["bpm"]) for c in drums])
     prompts = [c.captions[i % len(c.captions)] for i, c in enumerate(drums)]
     sampler, g = Sampler(), float(args.guidance)
+    g_s = g if args.guidance_semantic is None else float(args.guidance_semantic)
+    sampler_s = Sampler(float(args.temperature))
 
     def fit(w: np.ndarray) -> np.ndarray:
         w = w[:n]
@@ -107,28 +117,35 @@ def main() -> None:
         cs, ps = drums[i:i + args.batch], prompts[i:i + args.batch]
         k_s, k_a, k_a2, key = jax.random.split(key, 4)
         mulan = pipe.text_tokens(ps)
-        wav["real audio"] += [fit(load_audio(root / c.path, sr)) for c in cs]
-        codes = np.stack([toks[c.id][1][: s_frames * a_cfg.cond_ratio, :a_cfg.levels]
-                          for c in cs]).astype(np.int32)
-        wav["codec resynthesis (real codes, K levels)"] += list(
-            map(fit, np.asarray(_decode_codes(pipe.codec, jnp.asarray(codes)))))
-        sem_real = np.stack([toks[c.id][0][:s_frames] for c in cs]).astype(np.int32)
-        aco = sample_stage(pipe.acoustic, mulan[:, :a_cfg.mulan_levels], s_frames * a_cfg.cond_ratio,
-                           key=k_a, cond_bt=jnp.asarray(sem_real), guidance=g, sampler=sampler)
-        wav["stage A from real semantic tokens"] += list(
-            map(fit, np.asarray(_decode_codes(pipe.codec, aco))))
-        sem = sample_stage(pipe.semantic, mulan, s_frames, key=k_s, guidance=g,
-                           sampler=sampler)[..., 0]
+        if not args.quick:
+            wav["real audio"] += [fit(load_audio(root / c.path, sr)) for c in cs]
+            codes = np.stack([toks[c.id][1][: s_frames * a_cfg.cond_ratio, :a_cfg.levels]
+                              for c in cs]).astype(np.int32)
+            wav["codec resynthesis (real codes, K levels)"] += list(
+                map(fit, np.asarray(_decode_codes(pipe.codec, jnp.asarray(codes)))))
+            sem_real = np.stack([toks[c.id][0][:s_frames] for c in cs]).astype(np.int32)
+            aco = sample_stage(pipe.acoustic, mulan[:, :a_cfg.mulan_levels],
+                               s_frames * a_cfg.cond_ratio, key=k_a,
+                               cond_bt=jnp.asarray(sem_real), guidance=g, sampler=sampler)
+            wav["stage A from real semantic tokens"] += list(
+                map(fit, np.asarray(_decode_codes(pipe.codec, aco))))
+        sem = sample_stage(pipe.semantic, mulan, s_frames, key=k_s, guidance=g_s,
+                           sampler=sampler_s)[..., 0]
         gen_sem += list(np.asarray(sem))
         aco = sample_stage(pipe.acoustic, mulan[:, :a_cfg.mulan_levels], s_frames * a_cfg.cond_ratio,
                            key=k_a2, cond_bt=sem, guidance=g, sampler=sampler)
         wav["stage S → stage A (full pipeline)"] += list(
             map(fit, np.asarray(_decode_codes(pipe.codec, aco))))
 
-    out: dict = {"bundle": args.bundle, "clips": len(drums), "guidance": g, "tempo_within_8pct": {}}
-    print(f"\ntempo within 8 % of the caption's BPM, {len(drums)} test clips with drums, γ = {g:g}")
+    out: dict = {"bundle": args.bundle, "split": args.split, "clips": len(drums), "guidance": g,
+                 "guidance_semantic": g_s, "temperature_semantic": args.temperature,
+                 "tempo_within_8pct": {}}
+    print(f"\ntempo within 8 % of the caption's BPM, {len(drums)} {args.split} clips with drums, "
+          f"γ = {g:g} (stage S γ = {g_s:g}, temperature {args.temperature:g})")
     print("| audio | within 8 % | chance | ratio |\n|---|---|---|---|")
     for name, ws in wav.items():
+        if not ws:
+            continue
         est = np.array([float(estimate_tempo(w, sr)) for w in ws])
         acc, ch = _within8(est, bpm), _chance(est, bpm)
         out["tempo_within_8pct"][name] = {"accuracy": acc, "chance": ch}
