@@ -79,6 +79,9 @@ def main() -> None:
                     help="CFG γ of stage S only (default: --guidance)")
     ap.add_argument("--temperature", type=float, default=1.0, help="stage S temperature")
     ap.add_argument("--quick", action="store_true", help="the full pipeline link only")
+    ap.add_argument("--prefix", default="text", choices=("text", "audio"),
+                    help="MuLan tokens of the caption (inference) or of the clip's own audio "
+                         "(half of training): does stage S follow tempo from either?")
     ap.add_argument("--max-clips", type=int, default=0, help="only N drum clips (0: all)")
     ap.add_argument("--train", type=int, default=600, help="train clips for the token probe")
     ap.add_argument("--batch", type=int, default=16)
@@ -101,6 +104,13 @@ def main() -> None:
     s_frames = int(round(seconds * s_cfg.frame_rate))
     bpm = np.array([float(c.labels["bpm"]) for c in drums])
     prompts = [c.captions[i % len(c.captions)] for i, c in enumerate(drums)]
+    audio_tok = {}
+    if args.prefix == "audio":
+        from musicrl.lm.data import corpus_mulan_tokens
+
+        audio_tok = corpus_mulan_tokens(root, [c.id for c in drums],
+                                        str(Path(args.bundle) / "mulan"), root / "tokens",
+                                        progress=False)
     sampler, g = Sampler(), float(args.guidance)
     g_s = g if args.guidance_semantic is None else float(args.guidance_semantic)
     sampler_s = Sampler(float(args.temperature))
@@ -116,7 +126,8 @@ def main() -> None:
     for i in tqdm(range(0, len(drums), args.batch), desc="tempo chain"):
         cs, ps = drums[i:i + args.batch], prompts[i:i + args.batch]
         k_s, k_a, k_a2, key = jax.random.split(key, 4)
-        mulan = pipe.text_tokens(ps)
+        mulan = (pipe.text_tokens(ps) if args.prefix == "text" else
+                 jnp.asarray(np.stack([audio_tok[c.id] for c in cs])[:, :s_cfg.mulan_levels]))
         if not args.quick:
             wav["real audio"] += [fit(load_audio(root / c.path, sr)) for c in cs]
             codes = np.stack([toks[c.id][1][: s_frames * a_cfg.cond_ratio, :a_cfg.levels]
@@ -139,9 +150,11 @@ def main() -> None:
 
     out: dict = {"bundle": args.bundle, "split": args.split, "clips": len(drums), "guidance": g,
                  "guidance_semantic": g_s, "temperature_semantic": args.temperature,
+                 "prefix": args.prefix,
                  "tempo_within_8pct": {}}
     print(f"\ntempo within 8 % of the caption's BPM, {len(drums)} {args.split} clips with drums, "
-          f"γ = {g:g} (stage S γ = {g_s:g}, temperature {args.temperature:g})")
+          f"γ = {g:g} (stage S γ = {g_s:g}, temperature {args.temperature:g}; MuLan tokens of "
+          f"the {'caption' if args.prefix == 'text' else 'clip audio'})")
     print("| audio | within 8 % | chance | ratio |\n|---|---|---|---|")
     for name, ws in wav.items():
         if not ws:
