@@ -47,15 +47,6 @@ def lag_similarity(tokens_t: np.ndarray, frame_rate: float) -> np.ndarray:
     return r - r.mean()
 
 
-def _within8(est: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.mean(np.abs(est - ref) <= 0.08 * ref))
-
-
-def _chance(est: np.ndarray, ref: np.ndarray, draws: int = 20) -> float:
-    rng = np.random.default_rng(0)
-    return float(np.mean([_within8(est, ref[rng.permutation(len(ref))]) for _ in range(draws)]))
-
-
 def main() -> None:
     import jax
     import jax.numpy as jnp
@@ -67,6 +58,8 @@ def main() -> None:
     from musicrl.data.checks import estimate_tempo
     from musicrl.data.manifest import load_clips
     from musicrl.data.tokens import load_tokens
+    from musicrl.evaluation.estimators import tempo_scores
+    from musicrl.evaluation.generation import _tempo_hit, permutation_chance
     from musicrl.pipeline import Pipeline, _decode_codes
     from musicrl.sampling import Sampler, sample_stage
 
@@ -160,7 +153,8 @@ def main() -> None:
         if not ws:
             continue
         est = np.array([float(estimate_tempo(w, sr)) for w in ws])
-        acc, ch = _within8(est, bpm), _chance(est, bpm)
+        acc = tempo_scores(est, bpm)["within_8pct"]
+        ch = permutation_chance(est, bpm, _tempo_hit)
         out["tempo_within_8pct"][name] = {"accuracy": acc, "chance": ch}
         print(f"| {name} | {acc:.3f} | {ch:.3f} | {acc / max(ch, 1e-9):.2f}× |")
 
