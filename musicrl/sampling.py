@@ -95,7 +95,7 @@ def _rows(x: jax.Array, guided: bool) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "frames", "sampler", "guided"))
-def _decode(graphdef, state, mulan_bm, cond_bt, key, guidance, *, frames: int,
+def _decode(graphdef, state, mulan_bm, cond_bt, prompt_btk, key, guidance, *, frames: int,
             sampler: Sampler, guided: bool):
     model: StageLM = nnx.merge(graphdef, state)
     cfg = model.cfg
@@ -104,6 +104,11 @@ def _decode(graphdef, state, mulan_bm, cond_bt, key, guidance, *, frames: int,
     steps = pat.steps_for(frames)
     lay = step_layout(cfg, frames)
     valid, level, in_level = (jnp.asarray(a) for a in (lay.valid, lay.level, lay.in_level))
+    # Continuation: the slots holding a frame of the prompt are written, not sampled.
+    full = pat.layout(frames)
+    forced = jnp.asarray(full.valid & (full.frame < prompt_btk.shape[1]))          # [s, n]
+    given = prompt_btk[:, np.clip(full.frame, 0, max(prompt_btk.shape[1] - 1, 0)),
+                       full.level] if prompt_btk.shape[1] else None              # [b, s, n]
     # Aligned conditioning of every input position (stage A): position j looks at the
     # frame that step j produces.
     cond = conditioning_ids(cfg, cond_bt, lay.frame) if cfg.cond_vocab else None  # [b, s, 2]
@@ -131,6 +136,8 @@ def _decode(graphdef, state, mulan_bm, cond_bt, key, guidance, *, frames: int,
             lg = u + guidance * (c - u)
         key, sub = jax.random.split(st.key)
         tok = sampler(sub, lg)                                            # [b, n]
+        if given is not None:
+            tok = jnp.where(forced[st.step][None], given[:, st.step], tok)
         tok = jnp.where(valid[st.step][None], tok, cfg.pad)
         seq = jax.lax.dynamic_update_slice(st.seq, tok[:, None], (0, st.step, 0))
         nxt = jnp.minimum(st.step + 1, steps - 1)
@@ -146,7 +153,8 @@ def _decode(graphdef, state, mulan_bm, cond_bt, key, guidance, *, frames: int,
 
 def sample_stage(model: StageLM, mulan_bm: jax.Array | np.ndarray, frames: int, *,
                  key: jax.Array, cond_bt: jax.Array | np.ndarray | None = None,
-                 guidance: float = 1.0, sampler: Sampler = Sampler()) -> jax.Array:
+                 guidance: float = 1.0, sampler: Sampler = Sampler(),
+                 prompt: jax.Array | np.ndarray | None = None) -> jax.Array:
     """Samples ``frames`` frames of a stage: int32 [b, frames, k].
 
     Args:
@@ -158,13 +166,26 @@ def sample_stage(model: StageLM, mulan_bm: jax.Array | np.ndarray, frames: int, 
         for stage A; None for stage S.
       guidance: CFG scale γ; 1 = conditional only (no extra rows).
       sampler: the sampling strategy.
+      prompt: continuation: the first frames ``[b, t0, k]`` (t0 < frames) are these
+        tokens, fed through the model as if sampled; the rest continue them (MusicLM's
+        continuation). Returned unchanged in the output's first t0 frames.
     """
     cfg = model.cfg
     if cfg.cond_vocab and cond_bt is None:
         raise ValueError("this stage needs its conditioning stream (semantic tokens)")
     mulan_bm = jnp.asarray(mulan_bm, jnp.int32)
+    b = mulan_bm.shape[0]
+    if prompt is None:
+        prompt = jnp.zeros((b, 0, cfg.levels), jnp.int32)
+    prompt = jnp.asarray(prompt, jnp.int32)
+    if prompt.ndim != 3 or prompt.shape[0] != b or prompt.shape[2] != cfg.levels:
+        raise ValueError(f"prompt must be [b={b}, t0, k={cfg.levels}] tokens; got shape "
+                         f"{tuple(prompt.shape)}")
+    if prompt.shape[1] >= frames:
+        raise ValueError(f"a prompt of {prompt.shape[1]} frames leaves nothing to sample "
+                         f"of {frames}")
     cond = (jnp.asarray(cond_bt, jnp.int32) if cond_bt is not None
             else jnp.zeros((mulan_bm.shape[0], 1), jnp.int32))
     graphdef, state = nnx.split(model)
-    return _decode(graphdef, state, mulan_bm, cond, key, jnp.float32(guidance),
+    return _decode(graphdef, state, mulan_bm, cond, prompt, key, jnp.float32(guidance),
                    frames=frames, sampler=sampler, guided=guidance != 1.0)

@@ -17,6 +17,7 @@ how much the model uses the text). Inference weights go to
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -53,6 +54,15 @@ class LMTrainConfig:
     text_prob: float = opt(0.5, "fraction of training examples conditioned on the MuLan tokens "
                                 "of one of their captions' text embeddings instead of their "
                                 "audio's (what inference uses)", min=0.0, max=1.0)
+    early_seconds: float = opt(0.0, "the opening seconds of each crop whose tokens count "
+                                     "`early_weight` times in the loss (and whose valid loss "
+                                     "is logged apart): where the stage chooses tempo and "
+                                     "groove from its prefix", min=0.0, max=60.0)
+    early_weight: float = opt(1.0, "weight of the opening tokens (`early_seconds`) in the "
+                                   "training loss; 1 = plain mean", min=0.0, max=100.0)
+    input_noise: float = opt(0.0, "probability of replacing each teacher-forced input token "
+                                  "by a random code (targets unchanged), so that the stage "
+                                  "relies less on copying its history", min=0.0, max=0.9)
     keep_best: bool = opt(True, "export the weights of the evaluation with the lowest valid "
                                 "loss (text-conditioned), not the last step's")
     init: str = opt("", "start from these stage weights (e.g. assets/small/lm-semantic) "
@@ -98,10 +108,13 @@ def _split(cfg: StageConfig, batch: dict) -> tuple[jax.Array, jax.Array, jax.Arr
     return mulan, jnp.asarray(batch["acoustic"]), jnp.asarray(batch["semantic"])
 
 
-@nnx.jit
-def train_step(model: StageLM, optimizer: nnx.Optimizer, mulan, codes, cond, drop, dropout_key):
+@functools.partial(nnx.jit, static_argnames=("early_frames", "early_weight", "input_noise"))
+def train_step(model: StageLM, optimizer: nnx.Optimizer, mulan, codes, cond, drop, dropout_key,
+               early_frames: int = 0, early_weight: float = 1.0, input_noise: float = 0.0):
     def loss_fn(m):
-        return stage_loss(m, mulan, codes, cond, drop, dropout_key)
+        return stage_loss(m, mulan, codes, cond, drop, dropout_key, early_frames=early_frames,
+                          early_weight=early_weight, input_noise=input_noise,
+                          noise_key=jax.random.fold_in(dropout_key, 1))
 
     (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
     metrics["grad_norm"] = optax.tree.norm(grads)
@@ -109,9 +122,14 @@ def train_step(model: StageLM, optimizer: nnx.Optimizer, mulan, codes, cond, dro
     return metrics
 
 
-@nnx.jit
-def _eval_loss(model: StageLM, mulan, codes, cond, drop):
-    return stage_loss(model, mulan, codes, cond, drop)[1]
+@functools.partial(nnx.jit, static_argnames=("early_frames",))
+def _eval_loss(model: StageLM, mulan, codes, cond, drop, early_frames: int = 0):
+    return stage_loss(model, mulan, codes, cond, drop, early_frames=early_frames)[1]
+
+
+def _early_frames(cfg: LMTrainConfig) -> int:
+    """Frames of the stage's own stream in ``cfg.early_seconds``."""
+    return int(round(cfg.early_seconds * cfg.model.frame_rate))
 
 
 def _copy_mulan_codebook(model: StageLM, mulan_dir: str) -> None:
@@ -191,8 +209,12 @@ def _valid_hook(cfg: LMTrainConfig, valid, best_dir: Path | None = None) -> Hook
         for b in batches:
             mulan, codes, cond = _split(cfg.model, b)
             for name, drop in (("cond", False), ("uncond", True)):
-                met = _eval_loss(model, mulan, codes, cond, jnp.full((len(mulan),), drop))
+                met = _eval_loss(model, mulan, codes, cond, jnp.full((len(mulan),), drop),
+                                 early_frames=_early_frames(cfg))
                 out.setdefault(f"valid/loss_{name}", []).append(float(met["loss"]))
+                if "loss_early" in met:
+                    out.setdefault(f"valid/loss_early_{name}", []).append(
+                        float(met["loss_early"]))
                 out.setdefault(f"valid/accuracy_{name}", []).append(float(met["accuracy"]))
         res = {k: float(np.mean(v)) for k, v in out.items()}
         if best_dir is not None and res["valid/loss_cond"] < best["loss"]:
@@ -241,7 +263,9 @@ def train_lm(cfg: LMTrainConfig, progress: bool = True,
         mulan, codes, cond = _split(m, batch)
         drop = drop_mask(cfg.loop.seed, step, len(mulan), m.cond_dropout)
         dkey = jax.random.fold_in(jax.random.key(cfg.loop.seed + 104_729), step)
-        return train_step(model, optimizer, mulan, codes, cond, drop, dkey)
+        return train_step(model, optimizer, mulan, codes, cond, drop, dkey,
+                          early_frames=_early_frames(cfg), early_weight=cfg.early_weight,
+                          input_noise=cfg.input_noise)
 
     t0 = time.time()
     best_dir = Path(cfg.loop.workdir) / "best" if cfg.keep_best else None

@@ -286,10 +286,31 @@ def teacher_forcing(cfg: StageConfig, codes_btk: jax.Array, cond_bt: jax.Array |
 
 def stage_loss(model: StageLM, mulan_bm: jax.Array, codes_btk: jax.Array,
                cond_bt: jax.Array | None, drop_b: jax.Array,
-               dropout_key: jax.Array | None = None) -> tuple[jax.Array, dict]:
-    """Mean token cross-entropy over the valid slots of the pattern (nats/token)."""
+               dropout_key: jax.Array | None = None, early_frames: int = 0,
+               early_weight: float = 1.0, input_noise: float = 0.0,
+               noise_key: jax.Array | None = None) -> tuple[jax.Array, dict]:
+    """Token cross-entropy over the valid slots of the pattern (nats/token).
+
+    Returns ``(objective, metrics)``; ``metrics["loss"]`` is always the plain mean.
+    Training-only options, both off by default:
+
+    * ``early_weight`` w > 1: the slots of the first ``early_frames`` frames count w times
+      in the objective (``early_frames`` > 0 alone adds ``metrics["loss_early"]``). Those are where the stage must *choose* (tempo, groove) from its
+      MuLan prefix; later frames can mostly be predicted by continuing what came before.
+    * ``input_noise`` p > 0: each teacher-forced input token (not the BOS, not the targets)
+      is replaced by a uniformly random code with probability p (``noise_key``), so that
+      copying the history is less reliable and the prefix is worth more.
+    """
     cfg = model.cfg
     inputs, targets, layout, cond = teacher_forcing(cfg, codes_btk, cond_bt)
+    if input_noise > 0:
+        if noise_key is None:
+            raise ValueError("input_noise > 0 needs a noise_key")
+        k1, k2 = jax.random.split(noise_key)
+        hit = jax.random.bernoulli(k1, input_noise, inputs.shape)
+        hit &= (inputs < cfg.vocab)                          # real codes only: not BOS/pad
+        rnd = jax.random.randint(k2, inputs.shape, 0, cfg.vocab, inputs.dtype)
+        inputs = jnp.where(hit, rnd, inputs)
     logits = model(mulan_bm, inputs, layout, cond, drop_b, dropout_key)
     ce = optax.softmax_cross_entropy_with_integer_labels(
         logits, jnp.minimum(targets, cfg.vocab - 1))
@@ -297,9 +318,17 @@ def stage_loss(model: StageLM, mulan_bm: jax.Array, codes_btk: jax.Array,
     loss = jnp.sum(ce * w) / jnp.sum(w)
     acc = jnp.sum((jnp.argmax(logits, -1) == targets) * w) / jnp.sum(w)
     metrics: dict[str, Any] = {"loss": loss, "accuracy": acc}
+    objective = loss
+    if early_frames > 0:
+        early = stage_pattern(cfg).layout(codes_btk.shape[1]).frame < early_frames   # [s, n]
+        ew = w * jnp.asarray(early, jnp.float32)[None]
+        metrics["loss_early"] = jnp.sum(ce * ew) / jnp.maximum(jnp.sum(ew), 1.0)
+        if early_weight != 1.0:
+            we = w + (early_weight - 1.0) * ew
+            objective = jnp.sum(ce * we) / jnp.sum(we)
     if cfg.levels > 1:
         lv = jnp.asarray(layout.level)[None]
         for q in range(cfg.levels):
             wq = w * (lv == q)
             metrics[f"loss_q{q}"] = jnp.sum(ce * wq) / jnp.maximum(jnp.sum(wq), 1.0)
-    return loss, metrics
+    return objective, metrics

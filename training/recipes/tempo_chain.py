@@ -1,7 +1,8 @@
 """Where along the generator the prompt's tempo is lost: one measurement per link.
 
     python training/recipes/tempo_chain.py BUNDLE [--root data/small] [--split test]
-        [--guidance 3] [--guidance-semantic G] [--temperature 1] [--quick] [--max-clips 0]
+        [--guidance 3] [--guidance-semantic G] [--temperature 1] [--quick]
+        [--prefix text|audio] [--continue-seconds S] [--max-clips 0]
         [--train 600] [--json out.json]
 
 On the test clips *with drums* (where the beat tracker is trustworthy: 0.89 within 8 % on
@@ -15,7 +16,9 @@ real clips), the fraction whose estimated tempo is within 8 % of the caption's B
    generate`` measures);
 
 each beside permutation chance (the same estimates scored against the other clips' BPMs).
-``--quick`` measures link 4 only; ``--guidance-semantic`` / ``--temperature`` change how
+``--continue-seconds S`` adds a link: stage S continuing the clip's own first S seconds of
+real semantic tokens (can it keep a tempo it is given?). ``--quick`` measures link 4 (and
+that one) only; ``--guidance-semantic`` / ``--temperature`` change how
 stage S samples (tune them on ``--split valid``, not on test).
 
 Plus a token-level probe of the semantic stream: the self-similarity of a token sequence at
@@ -75,6 +78,9 @@ def main() -> None:
     ap.add_argument("--prefix", default="text", choices=("text", "audio"),
                     help="MuLan tokens of the caption (inference) or of the clip's own audio "
                          "(half of training): does stage S follow tempo from either?")
+    ap.add_argument("--continue-seconds", type=float, default=0.0,
+                    help="also stage S continuing the clip's first S seconds of real semantic "
+                         "tokens (then stage A): can stage S keep a tempo it is given?")
     ap.add_argument("--max-clips", type=int, default=0, help="only N drum clips (0: all)")
     ap.add_argument("--train", type=int, default=600, help="train clips for the token probe")
     ap.add_argument("--batch", type=int, default=16)
@@ -114,6 +120,10 @@ def main() -> None:
 
     wav = {"real audio": [], "codec resynthesis (real codes, K levels)": [],
            "stage A from real semantic tokens": [], "stage S → stage A (full pipeline)": []}
+    cont_name = f"stage S continuing the real first {args.continue_seconds:g} s → stage A"
+    t0 = int(round(args.continue_seconds * s_cfg.frame_rate))
+    if t0:
+        wav[cont_name] = []
     gen_sem = []
     key = jax.random.key(0)
     for i in tqdm(range(0, len(drums), args.batch), desc="tempo chain"):
@@ -133,6 +143,14 @@ def main() -> None:
                                cond_bt=jnp.asarray(sem_real), guidance=g, sampler=sampler)
             wav["stage A from real semantic tokens"] += list(
                 map(fit, np.asarray(_decode_codes(pipe.codec, aco))))
+        if t0:
+            first = np.stack([toks[c.id][0][:t0] for c in cs]).astype(np.int32)[..., None]
+            sem_c = sample_stage(pipe.semantic, mulan, s_frames, key=k_s, guidance=g_s,
+                                 sampler=sampler_s, prompt=first)[..., 0]
+            aco = sample_stage(pipe.acoustic, mulan[:, :a_cfg.mulan_levels],
+                               s_frames * a_cfg.cond_ratio, key=k_a2, cond_bt=sem_c,
+                               guidance=g, sampler=sampler)
+            wav[cont_name] += list(map(fit, np.asarray(_decode_codes(pipe.codec, aco))))
         sem = sample_stage(pipe.semantic, mulan, s_frames, key=k_s, guidance=g_s,
                            sampler=sampler_s)[..., 0]
         gen_sem += list(np.asarray(sem))

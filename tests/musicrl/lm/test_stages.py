@@ -52,6 +52,29 @@ def test_greedy_decode_equals_argmax_of_full_forward(preset, kind, pattern):
     assert int(codes.max()) < m.cfg.vocab and int(codes.min()) >= 0
 
 
+@pytest.mark.parametrize("preset,pattern,guidance", [("tiny", "delay", 1.0),
+                                                      ("tiny-acoustic", "delay", 3.0),
+                                                      ("tiny-acoustic", "flatten", 1.0)])
+def test_continuation_of_a_sample_reproduces_it(preset, pattern, guidance):
+    """Continuing the first t0 frames of a sample with the same key gives the same sample:
+    the prompt's slots are written exactly where the sampled ones were; a different prompt
+    keeps its frames and changes what follows."""
+    m = _stage(preset, pattern=pattern)
+    mul, cond = _inputs(m)
+    key = jax.random.key(5)
+    full = sample_stage(m, mul, 10, key=key, cond_bt=cond, guidance=guidance)
+    cont = sample_stage(m, mul, 10, key=key, cond_bt=cond, guidance=guidance,
+                        prompt=full[:, :4])
+    np.testing.assert_array_equal(np.asarray(cont), np.asarray(full))
+    other = (full[:, :4] + 1) % m.cfg.vocab
+    cont2 = sample_stage(m, mul, 10, key=key, cond_bt=cond, guidance=guidance, prompt=other)
+    np.testing.assert_array_equal(np.asarray(cont2[:, :4]), np.asarray(other))
+    with pytest.raises(ValueError, match="leaves nothing"):
+        sample_stage(m, mul, 10, key=key, cond_bt=cond, prompt=full)
+    with pytest.raises(ValueError, match="prompt must be"):
+        sample_stage(m, mul, 10, key=key, cond_bt=cond, prompt=full[:1, :4])
+
+
 def test_guidance_one_is_conditional_and_guidance_changes_samples():
     m = _stage("tiny-acoustic")
     mul, cond = _inputs(m)
@@ -103,6 +126,41 @@ def test_loss_counts_only_valid_slots_and_decreases():
     for _ in range(30):
         last = float(step(m, opt))
     assert last < first - 0.5
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-acoustic"])
+def test_early_weight_and_input_noise(preset):
+    """``early_weight`` reweights exactly the slots of the first frames (checked against the
+    per-slot cross-entropy); ``input_noise`` perturbs the inputs only, never the targets,
+    and is off (bit-identical) at 0."""
+    from musicrl.lm.stages import stage_pattern
+
+    m = _stage(preset)
+    mul, cond = _inputs(m, b=3)
+    codes = jax.random.randint(jax.random.key(6), (3, 10, m.cfg.levels), 0, m.cfg.vocab)
+    drop = jnp.zeros((3,), bool)
+    plain, met0 = stage_loss(m, mul, codes, cond, drop)
+    inputs, targets, layout, c = teacher_forcing(m.cfg, codes, cond)
+    ce = np.asarray(optax.softmax_cross_entropy_with_integer_labels(
+        m(mul, inputs, layout, c), jnp.minimum(targets, m.cfg.vocab - 1)))
+    valid = np.broadcast_to(layout.valid[None], ce.shape)
+    early = np.broadcast_to((stage_pattern(m.cfg).layout(10).frame < 3)[None], ce.shape) & valid
+    obj, met = stage_loss(m, mul, codes, cond, drop, early_frames=3, early_weight=4.0)
+    w = valid + 3.0 * early
+    np.testing.assert_allclose(float(obj), (ce * w).sum() / w.sum(), rtol=1e-5)
+    np.testing.assert_allclose(float(met["loss_early"]), ce[early].mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(met["loss"]), float(plain), rtol=1e-6)
+    one, _ = stage_loss(m, mul, codes, cond, drop, early_frames=3, early_weight=1.0)
+    np.testing.assert_allclose(float(one), float(plain), rtol=1e-6)
+    # input noise
+    key = jax.random.key(7)
+    same, _ = stage_loss(m, mul, codes, cond, drop, input_noise=0.0, noise_key=key)
+    assert float(same) == float(plain)
+    noisy, metn = stage_loss(m, mul, codes, cond, drop, input_noise=0.5, noise_key=key)
+    assert np.isfinite(float(noisy)) and float(noisy) != float(plain)
+    assert set(metn) == set(met0)
+    with pytest.raises(ValueError, match="noise_key"):
+        stage_loss(m, mul, codes, cond, drop, input_noise=0.5)
 
 
 def test_sampler_strategies():
