@@ -92,6 +92,11 @@ class MulanTrainConfig:
                                    "projection and conditioning RVQ, kept from init=): text "
                                    "embeddings and text conditioning tokens stay bit-identical, "
                                    "so generators trained on them stay valid")
+    freeze_audio: bool = opt(False, "train only the text tower and its projection (locked "
+                                    "audio tower, temperature and conditioning RVQ, kept from "
+                                    "init=): audio embeddings and audio conditioning tokens "
+                                    "stay bit-identical, so generators trained on them, and "
+                                    "their copies of the RVQ codebooks, stay valid")
 
 
 register_presets(MulanTrainConfig, {
@@ -113,9 +118,13 @@ AUDIO_SIDE = nnx.All(nnx.Param, nnx.Not(nnx.Any(nnx.PathContains("text"),
                                                 nnx.PathContains("text_proj"))))
 
 
+# What ``freeze_audio`` trains: the text tower and its projection only.
+TEXT_SIDE = nnx.All(nnx.Param, nnx.Any(nnx.PathContains("text"), nnx.PathContains("text_proj")))
+
+
 def trainable(cfg: MulanTrainConfig):
     """The parameter filter the optimizer updates."""
-    return AUDIO_SIDE if cfg.freeze_text else nnx.Param
+    return AUDIO_SIDE if cfg.freeze_text else TEXT_SIDE if cfg.freeze_audio else nnx.Param
 
 
 def make_optimizer(model: Mulan, cfg: MulanTrainConfig) -> nnx.Optimizer:
@@ -143,18 +152,22 @@ def train_step(model: Mulan, optimizer: nnx.Optimizer, ids: jax.Array, mask: jax
 def init_from(model: Mulan, init_model: Mulan) -> list[str]:
     """Copies ``init_model``'s parameters and conditioning codebooks into ``model``.
 
-    The configs must match except that ``model`` may add the music-feature branches: those
-    keep their fresh initialization and the new input rows of ``audio_proj`` start at zero,
-    so the grown model computes exactly the embeddings of ``init_model`` until training
-    moves them. Returns the names of the parameters that were not copied.
+    The configs must match except that ``model`` may add the music-feature branches or the
+    numeric text features: those keep their fresh initialization (the numeric projection
+    is zero) and the new input rows of ``audio_proj`` start at zero, so the grown model
+    computes exactly the embeddings of ``init_model`` until training moves them. Returns
+    the names of the parameters that were not copied.
     """
     a, b = to_dict(model.cfg), to_dict(init_model.cfg)
     grown = {"music_features", "music_width"}
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    if any(k not in grown for k in diff) or (b.get("music_features") and diff):
+    music_diff = [k for k in diff if k in grown]
+    bad = [k for k in diff if k not in grown and
+           not (k == "numeric_features" and a.get(k) and not b.get(k))]
+    if bad or (b.get("music_features") and music_diff):
         raise ValueError(f"init: the weights were trained with another model config ({', '.join(diff)} "
                          "differ); pass the same model.* settings (only the music-feature "
-                         "branches may be added)")
+                         "branches or the numeric text features may be added)")
     old = {p: v.get_value() for p, v in nnx.to_flat_state(nnx.state(init_model, nnx.Param))}
     items, fresh = [], []
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
@@ -302,9 +315,12 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
     from musicrl.data.loader import make_loader
     from musicrl.data.manifest import load_clips
 
-    if cfg.freeze_text and cfg.rvq_text:
-        raise ValueError("freeze_text=true keeps the conditioning RVQ of init=; rvq_text=true "
-                         "would refit it: choose one")
+    if cfg.freeze_text and cfg.freeze_audio:
+        raise ValueError("freeze_text=true and freeze_audio=true leave nothing to train: "
+                         "choose one")
+    if (cfg.freeze_text or cfg.freeze_audio) and cfg.rvq_text:
+        raise ValueError("freeze_text/freeze_audio keep the conditioning RVQ of init=; "
+                         "rvq_text=true would refit it: choose one")
     root = Path(cfg.loop.workdir)
     train_clips = load_clips(cfg.data_root, splits=["train"])
     if cfg.init and not (root / TOKENIZER_FILE).exists():
@@ -321,10 +337,10 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
         init_model, _ = load_mulan(cfg.init)
         fresh = init_from(model, init_model)
         print(f"initialized from {cfg.init}"
-              + (f" ({len(fresh)} new parameters of the music-feature branches)" if fresh else ""))
-    elif cfg.freeze_text:
-        raise ValueError("freeze_text=true keeps the text tower and conditioning RVQ of a trained "
-                         "model: pass init=<MuLan weights folder>")
+              + (f" ({len(fresh)} new parameters: {', '.join(fresh)})" if fresh else ""))
+    elif cfg.freeze_text or cfg.freeze_audio:
+        raise ValueError("freeze_text/freeze_audio keep one tower and the conditioning RVQ of "
+                         "a trained model: pass init=<MuLan weights folder>")
     optimizer = make_optimizer(model, cfg)
     crop = cfg.model.crop_samples
     loader = make_loader(LoaderConfig(root=cfg.data_root, split="train",
@@ -372,7 +388,7 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
     wav = _fixed_crops(cfg.data_root, train_clips, crop, seed=cfg.loop.seed,
                        per_clip=cfg.rvq_crops_per_clip)
     emb = embed_audio_batched(model, wav)
-    if cfg.freeze_text:   # the codebooks of init= stay: text tokens must not change
+    if cfg.freeze_text or cfg.freeze_audio:   # the codebooks of init= stay
         report = {"rvq_cosine_per_level": reconstruction_cosine(model, emb),
                   "rvq_kept_from": cfg.init, "rvq_embeddings": len(emb)}
     else:

@@ -36,6 +36,9 @@ class MulanConfig:
     text_width: int = opt(256, "width of the text transformer", min=8)
     text_depth: int = opt(4, "pre-norm transformer blocks of the text tower", min=1, max=32)
     text_heads: int = opt(4, "attention heads of the text tower", min=1, max=64)
+    numeric_features: bool = opt(False, "add to each number token ('97', ' 120') a learned "
+                                        "projection of Fourier features of its log value, so "
+                                        "that nearby numbers (BPMs) get nearby embeddings")
     # conditioning tokens (MusicLM §3.1)
     rvq_levels: int = opt(12, "residual VQ levels over the embedding (conditioning tokens)",
                           min=1, max=32)

@@ -74,6 +74,13 @@ def label_prompt_loss(audio_be: jax.Array, label_ce: jax.Array, group_c: jax.Arr
     return sum(losses) / n, sum(hits) / n
 
 
+def _vocab_numbers(tokenizer: tokenizers.Tokenizer, vocab: int) -> np.ndarray:
+    from musicrl.mulan.text import number_values
+
+    vals = number_values(tokenizer)
+    return np.pad(vals, (0, max(vocab - len(vals), 0)))[:vocab]
+
+
 class Mulan(nnx.Module):
     def __init__(self, cfg: MulanConfig, tokenizer: tokenizers.Tokenizer, *, rngs: nnx.Rngs):
         """``rngs`` needs a ``vq`` stream (dead-code restarts of the conditioning RVQ)."""
@@ -82,7 +89,9 @@ class Mulan(nnx.Module):
         self.audio = AudioTower(cfg, rngs=rngs)
         self.audio_proj = nnx.Linear(self.audio.out_dim, cfg.embed_dim, rngs=rngs)
         self.text = TextTower(cfg.vocab_size, cfg.max_text_len, cfg.text_width, cfg.text_depth,
-                              cfg.text_heads, cfg.mlp_ratio, rngs=rngs)
+                              cfg.text_heads, cfg.mlp_ratio, rngs=rngs,
+                              number_values=(_vocab_numbers(tokenizer, cfg.vocab_size)
+                                             if cfg.numeric_features else None))
         self.text_proj = nnx.Linear(cfg.text_width, cfg.embed_dim, rngs=rngs)
         self.log_scale = nnx.Param(jnp.asarray(np.log(1 / 0.07), jnp.float32))
         self.rvq = ResidualVQ(cfg.embed_dim, cfg.rvq_levels, cfg.rvq_codebook_size,

@@ -10,6 +10,7 @@ text back exactly. Captions are lowercased and NFKC-normalized first.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 import jax
@@ -19,7 +20,8 @@ import tokenizers
 from flax import nnx
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
-__all__ = ["PAD", "train_text_tokenizer", "encode_texts", "TextTower"]
+__all__ = ["PAD", "train_text_tokenizer", "encode_texts", "TextTower", "number_values",
+           "numeric_features"]
 
 PAD = "[PAD]"
 _SPECIALS = (PAD, "[CLS]")
@@ -59,6 +61,39 @@ def encode_texts(tok: tokenizers.Tokenizer, texts: Sequence[str], max_len: int
     return ids, mask
 
 
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+# log2-value periods of the numeric features: 4 octaves down to 1/8 octave (≈ 9 %), so
+# that 97 and 99 bpm are close and 97 and 130 are not.
+NUMERIC_FREQS = tuple(2.0 ** k / 4.0 for k in range(6))
+
+
+def number_values(tok: tokenizers.Tokenizer) -> np.ndarray:
+    """float32 [vocab]: the value of every token that is a number ("97", "Ġ97"), else 0.
+
+    Numbers the tokenizer splits into pieces ("1" + "71") get each piece's own value; the
+    BPMs of the corpus (60–170) are whole tokens of the caption-trained vocabulary.
+    """
+    out = np.zeros(tok.get_vocab_size(), np.float32)
+    for i in tok.get_vocab().values():
+        text = tok.decode([i]).strip()
+        if _NUMBER.fullmatch(text) and float(text) > 0:
+            out[i] = float(text)
+    return out
+
+
+def numeric_features(values: jax.Array) -> jax.Array:
+    """Values [...] → features [..., 1 + 2·len(NUMERIC_FREQS)] of log2(value); 0 where the
+    value is 0 (not a number)."""
+    x = jnp.log2(jnp.maximum(values, 1e-3))[..., None]
+    ang = 2 * jnp.pi * x * jnp.asarray(NUMERIC_FREQS, x.dtype)
+    f = jnp.concatenate([x / 8.0, jnp.sin(ang), jnp.cos(ang)], axis=-1)
+    return jnp.where((values > 0)[..., None], f, 0.0)
+
+
+class NumberValues(nnx.Variable):
+    """The value of each vocabulary entry that is a number (not trained; from the tokenizer)."""
+
+
 class _Block(nnx.Module):
     """Pre-norm transformer block: x + MHA(LN(x)); x + MLP(LN(x))."""
 
@@ -81,8 +116,19 @@ class TextTower(nnx.Module):
     """Token ids → pooled text feature [b, d] (learned positions, masked mean pooling)."""
 
     def __init__(self, vocab: int, max_len: int, d: int, depth: int, heads: int,
-                 mlp_ratio: int, *, rngs: nnx.Rngs):
+                 mlp_ratio: int, *, rngs: nnx.Rngs, number_values: np.ndarray | None = None):
+        """``number_values`` [vocab] (from :func:`number_values`) switches on the numeric
+        features: a zero-initialized projection, so a tower grown from one without them
+        starts with exactly its embeddings."""
         self.embed = nnx.Embed(vocab, d, rngs=rngs)
+        if number_values is not None:
+            if len(number_values) != vocab:
+                raise ValueError(f"number_values has {len(number_values)} entries, the "
+                                 f"vocabulary {vocab}")
+            self.number_values = NumberValues(jnp.asarray(number_values, jnp.float32))
+            self.numeric_proj = nnx.Param(jnp.zeros((1 + 2 * len(NUMERIC_FREQS), d)))
+        else:
+            self.number_values = self.numeric_proj = None
         self.pos = nnx.Param(jax.random.normal(rngs.params(), (max_len, d)) * 0.02)
         self.blocks = nnx.List([_Block(d, heads, mlp_ratio, rngs=rngs) for _ in range(depth)])
         self.norm = nnx.LayerNorm(d, rngs=rngs)
@@ -90,6 +136,9 @@ class TextTower(nnx.Module):
     def __call__(self, ids_bl: jax.Array, mask_bl: jax.Array) -> jax.Array:
         n_tok = ids_bl.shape[1]
         x = self.embed(ids_bl) + self.pos[:n_tok][None]
+        if self.numeric_proj is not None:
+            vals = jnp.take(self.number_values[...], ids_bl)
+            x = x + numeric_features(vals) @ self.numeric_proj[...]
         for blk in self.blocks:
             x = blk(x, mask_bl)
         x = self.norm(x)

@@ -1,11 +1,14 @@
 """A trained MuLan → the committed inference folder: bf16, no RVQ training statistics.
 
-    python training/recipes/export_mulan.py SRC DST [--keep-text-of OLD] [--command "..."]
+    python training/recipes/export_mulan.py SRC DST [--keep-text-of OLD | --keep-audio-of OLD]
+        [--command "..."]
 
 With ``--keep-text-of OLD`` (a locked-text finetune, ``freeze_text=true``) it first checks
 that the text side is unchanged: for the first caption of every clip in data/small, the
 new folder's text embeddings and 12 conditioning tokens must equal OLD's bit for bit, so
-generators trained on OLD's text tokens stay valid. Prints what it checked.
+generators trained on OLD's text tokens stay valid. ``--keep-audio-of OLD`` (a locked-audio
+finetune, ``freeze_audio=true``) checks the same of the audio side on 10 s of the first
+``--audio-clips`` clips, and that the RVQ codebooks are OLD's. Prints what it checked.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ def main() -> None:
     ap.add_argument("src")
     ap.add_argument("dst")
     ap.add_argument("--keep-text-of", default=None)
+    ap.add_argument("--keep-audio-of", default=None)
+    ap.add_argument("--audio-clips", type=int, default=64)
     ap.add_argument("--root", default="data/small")
     ap.add_argument("--command", default=None, help="the training command(s), for the meta")
     args = ap.parse_args()
@@ -61,6 +66,25 @@ def main() -> None:
                                               "captions_checked": len(caps)}
             print(f"text embeddings and conditioning tokens of {len(caps)} captions: identical "
                   f"to {args.keep_text_of}")
+        if args.keep_audio_of:
+            from musicrl.audio import load_audio
+            from musicrl.data.manifest import load_clips
+
+            old, _ = load_mulan(args.keep_audio_of)
+            np.testing.assert_array_equal(np.asarray(new.rvq.codebook[...]),
+                                          np.asarray(old.rvq.codebook[...]))
+            clips = load_clips(args.root)[: args.audio_clips]
+            n = 10 * new.cfg.sample_rate
+            for i in range(0, len(clips), 16):
+                wav = np.stack([np.pad(w[:n], (0, n - len(w[:n]))) for w in (
+                    load_audio(Path(args.root) / c.path, new.cfg.sample_rate)
+                    for c in clips[i:i + 16])])
+                np.testing.assert_array_equal(np.asarray(new.tokens_for_audio(wav)),
+                                              np.asarray(old.tokens_for_audio(wav)))
+            keep["audio_side_identical_to"] = {"folder": args.keep_audio_of,
+                                               "clips_checked": len(clips)}
+            print(f"RVQ codebooks and the audio conditioning tokens of {len(clips)} clips: "
+                  f"identical to {args.keep_audio_of}")
         save_mulan(args.dst, new, keep, dtype=jnp.bfloat16, inference_only=True)
     size = sum(f.stat().st_size for f in Path(args.dst).iterdir()) / 1e6
     print(f"{args.dst}: {size:.1f} MB; meta: {json.dumps({k: keep[k] for k in ('steps',)})}")

@@ -3,6 +3,7 @@ a tiny contrastive run that learns, and an exact save/load round trip."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax.numpy as jnp
@@ -207,6 +208,65 @@ def test_growing_music_branches_from_init_keeps_the_embeddings(tiny_corpus, tmp_
         train_mulan(resolve(MulanTrainConfig, "tiny", [
             f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'y'}", "loop.steps=1",
             f"init={w0}", "freeze_text=true", "rvq_text=true"]), progress=False)
+
+
+def test_number_values_and_numeric_features():
+    """Number tokens get their value (with or without the leading-space marker), others 0;
+    the features are 0 off numbers and closer for 97 vs 99 than for 97 vs 130."""
+    from musicrl.mulan.text import number_values, numeric_features, train_text_tokenizer
+
+    caps = [f"a piece at {b} bpm, in {k} major ({b})" for b in range(60, 180) for k in "ACDEFG"]
+    tok = train_text_tokenizer(caps * 3, vocab_size=600)
+    vals = number_values(tok)
+    assert vals.shape == (tok.get_vocab_size(),)
+    for text, want in (("97", 97.0), (" 97", 97.0), (" bpm", 0.0), (" major", 0.0)):
+        ids = tok.encode(text).ids
+        assert len(ids) == 1, (text, tok.encode(text).tokens)
+        assert vals[ids[0]] == want
+    f = np.asarray(numeric_features(jnp.asarray([0.0, 97.0, 99.0, 130.0])))
+    assert np.all(f[0] == 0) and np.all(np.isfinite(f))
+    assert np.linalg.norm(f[1] - f[2]) < 0.5 * np.linalg.norm(f[1] - f[3])
+
+
+def test_numeric_features_grow_from_init_and_freeze_audio_keeps_audio_tokens(tiny_corpus,
+                                                                              tmp_path):
+    """A text tower grown to have numeric features starts with exactly the embeddings of its
+    init (zero projection); freeze_audio then trains the text side only: audio embeddings,
+    audio conditioning tokens and the RVQ codebooks stay bit-identical."""
+    data_cfg, _ = tiny_corpus
+    base = resolve(MulanTrainConfig, "tiny", [
+        f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'base'}", "loop.steps=3",
+        "loop.ckpt_every=3", "eval_every=3"])
+    w0 = train_mulan(base, progress=False)
+    m0, _ = load_mulan(w0)
+    cfg = dataclasses.replace(presets_of(MulanConfig)["tiny"], numeric_features=True)
+    grown = Mulan(cfg, m0.tokenizer, rngs=nnx.Rngs(5, vq=6))
+    assert init_from(grown, m0) == ["text/numeric_proj"]
+    prompts = ["a reel at 97 bpm", "a slow air, 61 bpm, in a minor"]
+    np.testing.assert_allclose(np.asarray(grown.embed_prompts(prompts)),
+                               np.asarray(m0.embed_prompts(prompts)), atol=1e-6)
+    assert float(np.abs(np.asarray(grown.text.number_values[...])).max()) > 0
+
+    ft = resolve(MulanTrainConfig, "tiny", [
+        f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'ft'}", "loop.steps=3",
+        "loop.ckpt_every=3", "eval_every=3", f"init={w0}", "freeze_audio=true",
+        "model.numeric_features=true", "lr=1e-2"])
+    m1, meta = load_mulan(train_mulan(ft, progress=False))
+    assert m1.cfg.numeric_features and meta["report"]["rvq_kept_from"] == str(w0)
+    wav = jnp.asarray(np.random.default_rng(1).normal(0, 0.1, (2, m0.cfg.crop_samples)),
+                      jnp.float32)
+    np.testing.assert_array_equal(np.asarray(m1.embed_audio(wav)), np.asarray(m0.embed_audio(wav)))
+    np.testing.assert_array_equal(np.asarray(m1.tokens_for_audio(wav)),
+                                  np.asarray(m0.tokens_for_audio(wav)))
+    np.testing.assert_array_equal(np.asarray(m1.rvq.codebook[...]),
+                                  np.asarray(m0.rvq.codebook[...]))
+    assert not np.allclose(np.asarray(m1.embed_prompts(prompts)),
+                           np.asarray(m0.embed_prompts(prompts)))
+    assert float(np.abs(np.asarray(m1.text.numeric_proj[...])).max()) > 0
+    with pytest.raises(ValueError, match="nothing to train"):
+        train_mulan(resolve(MulanTrainConfig, "tiny", [
+            f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'z'}", "loop.steps=1",
+            f"init={w0}", "freeze_text=true", "freeze_audio=true"]), progress=False)
 
 
 def test_save_load_round_trip_is_exact(tiny_model, tmp_path):
