@@ -112,14 +112,12 @@ register_presets(MulanTrainConfig, {
 })
 
 
-# What ``freeze_text`` trains: everything but the text tower and its projection (the
-# conditioning RVQ's codebooks are not parameters and are never touched by the optimizer).
-AUDIO_SIDE = nnx.All(nnx.Param, nnx.Not(nnx.Any(nnx.PathContains("text"),
-                                                nnx.PathContains("text_proj"))))
-
-
-# What ``freeze_audio`` trains: the text tower and its projection only.
-TEXT_SIDE = nnx.All(nnx.Param, nnx.Any(nnx.PathContains("text"), nnx.PathContains("text_proj")))
+# The text tower and its projection; ``freeze_text`` trains everything else (the
+# conditioning RVQ's codebooks are not parameters and are never touched by the optimizer),
+# ``freeze_audio`` only these.
+_TEXT_PATHS = nnx.Any(nnx.PathContains("text"), nnx.PathContains("text_proj"))
+AUDIO_SIDE = nnx.All(nnx.Param, nnx.Not(_TEXT_PATHS))
+TEXT_SIDE = nnx.All(nnx.Param, _TEXT_PATHS)
 
 
 def trainable(cfg: MulanTrainConfig):

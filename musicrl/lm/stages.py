@@ -295,8 +295,9 @@ def stage_loss(model: StageLM, mulan_bm: jax.Array, codes_btk: jax.Array,
     Training-only options, both off by default:
 
     * ``early_weight`` w > 1: the slots of the first ``early_frames`` frames count w times
-      in the objective (``early_frames`` > 0 alone adds ``metrics["loss_early"]``). Those are where the stage must *choose* (tempo, groove) from its
+      in the objective. Those are where the stage must *choose* (tempo, groove) from its
       MuLan prefix; later frames can mostly be predicted by continuing what came before.
+      ``early_frames`` > 0 alone adds their mean as ``metrics["loss_early"]``.
     * ``input_noise`` p > 0: each teacher-forced input token (not the BOS, not the targets)
       is replaced by a uniformly random code with probability p (``noise_key``), so that
       copying the history is less reliable and the prefix is worth more.

@@ -25,6 +25,7 @@ import argparse
 import json
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -55,18 +56,19 @@ def main() -> None:
     audio = corpus_mulan_tokens(root, ids, args.mulan, tok_dir)
     text = corpus_mulan_text_tokens(root, ids, args.mulan, tok_dir)   # {id: [phrasings, m]}
     model, _ = load_mulan(args.mulan)
-    cb = np.asarray(model.rvq.codebook[...], np.float32)                # [m, v, e]
 
-    def emb(tokens_m: np.ndarray) -> np.ndarray:
-        return cb[np.arange(len(tokens_m)), np.asarray(tokens_m)].sum(0)
+    def emb(tokens_bm) -> np.ndarray:
+        """The RVQ reconstructions [b, e] of token rows [b, m]."""
+        return np.asarray(model.embeddings_for_tokens(jnp.asarray(np.stack(tokens_bm))),
+                          np.float32)
 
     tr, te = clips["train"], clips[args.split]
     y_tr = np.log([c.labels["bpm"] for c in tr])
     drums = np.array([bool(c.labels.get("drums")) for c in te])
     bpm = np.array([float(c.labels["bpm"]) for c in te])[drums]
     n_phr = min(np.asarray(text[c.id]).shape[0] for c in tr + te)
-    x_audio = {sp: np.stack([emb(audio[c.id]) for c in cs]) for sp, cs in clips.items()}
-    x_text = {sp: [np.stack([emb(np.asarray(text[c.id])[k]) for c in cs]) for k in range(n_phr)]
+    x_audio = {sp: emb([audio[c.id] for c in cs]) for sp, cs in clips.items()}
+    x_text = {sp: [emb([np.asarray(text[c.id])[k] for c in cs]) for k in range(n_phr)]
               for sp, cs in clips.items()}
 
     const = np.full(len(bpm), float(np.exp(np.median(y_tr))))

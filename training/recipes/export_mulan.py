@@ -7,8 +7,8 @@ With ``--keep-text-of OLD`` (a locked-text finetune, ``freeze_text=true``) it fi
 that the text side is unchanged: for the first caption of every clip in data/small, the
 new folder's text embeddings and 12 conditioning tokens must equal OLD's bit for bit, so
 generators trained on OLD's text tokens stay valid. ``--keep-audio-of OLD`` (a locked-audio
-finetune, ``freeze_audio=true``) checks the same of the audio side on 10 s of the first
-``--audio-clips`` clips, and that the RVQ codebooks are OLD's. Prints what it checked.
+finetune, ``freeze_audio=true``) checks that the RVQ codebooks are OLD's and that the audio
+conditioning tokens of the first 10 s of the first ``--audio-clips`` clips equal OLD's. Prints what it checked.
 """
 
 from __future__ import annotations
@@ -29,6 +29,20 @@ def _captions(root: str, limit: int = 2000) -> list[str]:
     from musicrl.data.manifest import load_clips
 
     return [c.captions[0] for c in load_clips(root) if c.captions][:limit]
+
+
+def _assert_identical(new, old_dir: str, batches, methods: tuple[str, ...],
+                      codebooks: bool = False) -> None:
+    """``new``'s outputs of each method on every batch (and its RVQ codebooks) equal, bit for
+    bit, those of the MuLan in ``old_dir``."""
+    old, _ = load_mulan(old_dir)
+    if codebooks:
+        np.testing.assert_array_equal(np.asarray(new.rvq.codebook[...]),
+                                      np.asarray(old.rvq.codebook[...]))
+    for batch in batches:
+        for name in methods:
+            np.testing.assert_array_equal(np.asarray(getattr(new, name)(batch)),
+                                          np.asarray(getattr(old, name)(batch)))
 
 
 def main() -> None:
@@ -54,33 +68,28 @@ def main() -> None:
         save_mulan(Path(tmp) / "m", model, keep, dtype=jnp.bfloat16, inference_only=True)
         new, _ = load_mulan(Path(tmp) / "m")
         if args.keep_text_of:
-            old, _ = load_mulan(args.keep_text_of)
             caps = _captions(args.root)
-            for i in range(0, len(caps), 256):
-                part = caps[i:i + 256]
-                np.testing.assert_array_equal(np.asarray(new.embed_prompts(part)),
-                                              np.asarray(old.embed_prompts(part)))
-                np.testing.assert_array_equal(np.asarray(new.tokens_for_text(part)),
-                                              np.asarray(old.tokens_for_text(part)))
+            _assert_identical(new, args.keep_text_of, [caps[i:i + 256] for i in
+                                                       range(0, len(caps), 256)],
+                              ("embed_prompts", "tokens_for_text"))
             keep["text_side_identical_to"] = {"folder": args.keep_text_of,
                                               "captions_checked": len(caps)}
             print(f"text embeddings and conditioning tokens of {len(caps)} captions: identical "
                   f"to {args.keep_text_of}")
         if args.keep_audio_of:
+            import librosa
+
             from musicrl.audio import load_audio
             from musicrl.data.manifest import load_clips
 
-            old, _ = load_mulan(args.keep_audio_of)
-            np.testing.assert_array_equal(np.asarray(new.rvq.codebook[...]),
-                                          np.asarray(old.rvq.codebook[...]))
             clips = load_clips(args.root)[: args.audio_clips]
             n = 10 * new.cfg.sample_rate
-            for i in range(0, len(clips), 16):
-                wav = np.stack([np.pad(w[:n], (0, n - len(w[:n]))) for w in (
-                    load_audio(Path(args.root) / c.path, new.cfg.sample_rate)
-                    for c in clips[i:i + 16])])
-                np.testing.assert_array_equal(np.asarray(new.tokens_for_audio(wav)),
-                                              np.asarray(old.tokens_for_audio(wav)))
+            wavs = [librosa.util.fix_length(load_audio(Path(args.root) / c.path,
+                                                       new.cfg.sample_rate), size=n)
+                    for c in clips]
+            _assert_identical(new, args.keep_audio_of,
+                              [np.stack(wavs[i:i + 16]) for i in range(0, len(wavs), 16)],
+                              ("tokens_for_audio",), codebooks=True)
             keep["audio_side_identical_to"] = {"folder": args.keep_audio_of,
                                                "clips_checked": len(clips)}
             print(f"RVQ codebooks and the audio conditioning tokens of {len(clips)} clips: "
