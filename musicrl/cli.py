@@ -139,11 +139,24 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_data_tempo_variants(args: argparse.Namespace) -> int:
+    from musicrl.data.variants import TempoVariantsError, tempo_variants
+
+    try:
+        report = tempo_variants(args.source, args.root, variants=args.variants, seed=args.seed,
+                                min_change=args.min_change, workers=args.workers,
+                                progress=not args.quiet)
+    except TempoVariantsError as e:
+        raise UserError(str(e)) from None
+    print(report.summary())
+    return EXIT_OK
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     from musicrl.data.config import DataConfig
 
     data = sub.add_parser("data", help="build, import and inspect audio corpora")
-    dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{build,import,stats,check}")
+    dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{build,import,stats,check,tempo-variants}")
 
     b = dsub.add_parser(
         "build", help="render the bundled corpus (music21 scores → General MIDI → 16 kHz clips)",
@@ -191,6 +204,24 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--seed", type=int, default=0, help="sampling seed")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=_cmd_data_check)
+
+    v = dsub.add_parser(
+        "tempo-variants", help="re-render the train clips of a built corpus at other tempi",
+        description="Re-renders each train clip's exact arrangement at other tempi (drawn from "
+                    "its style's range, at least --min-change away) into a separate root, "
+                    "captioned from the new labels: pairs that differ in tempo alone, for "
+                    "`musicrl train lm extra_data=ROOT`. Resumable and deterministic.")
+    v.add_argument("--source", default="data/small", help="corpus to re-render (default "
+                   "data/small; must come from `musicrl data build`)")
+    v.add_argument("--root", default="data/small-tempo", help="output root (default "
+                   "data/small-tempo)")
+    v.add_argument("--variants", type=int, default=2, help="tempi per clip (default 2)")
+    v.add_argument("--min-change", type=float, default=0.1,
+                   help="least tempo change as a ratio (default 0.1 = 10 %%)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the tempo draws")
+    v.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(func=_cmd_data_tempo_variants)
 
 
 # ----------------------------------------------------------------------------

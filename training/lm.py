@@ -42,6 +42,10 @@ class LMTrainConfig:
                                   ckpt_every=250)
     data_root: str = opt("data/small", "corpus (musicrl data build)")
     tokens: str = opt("", "token cache (musicrl tokenize); empty = <data_root>/tokens")
+    extra_data: str = opt("", "a second corpus root whose clips join the *training* stream "
+                              "(e.g. `musicrl data tempo-variants`; its token cache is "
+                              "<extra_data>/tokens, made by the same tokenizers); valid "
+                              "batches stay on data_root")
     mulan: str = opt("assets/small/mulan", "MuLan weights for the conditioning tokens")
     seconds: float = opt(10.0, "seconds per training crop", min=0.2, max=60.0)
     batch_size: int = opt(16, "crops per step", min=1)
@@ -152,6 +156,20 @@ def drop_mask(seed: int, step: int, batch: int, p: float) -> jax.Array:
     return jax.random.bernoulli(key, p, (batch,))
 
 
+def _check_same_tokenizers(a: str, b: str) -> None:
+    """Two token caches can share a training stream only if the same tokenizers made them."""
+    from musicrl.data.tokens import TOKENS_INDEX
+    from musicrl.lm.data import LMDataError
+
+    ids = [json.loads((Path(d) / TOKENS_INDEX).read_text())["identity"] for d in (a, b)]
+    keys = ("codec", "semantic", "num_levels")
+    if [{k: i.get(k) for k in keys} for i in ids] != [{k: ids[0].get(k) for k in keys}] * 2:
+        raise LMDataError(f"the token caches {a} and {b} were made by different tokenizers "
+                          f"({ {k: ids[0].get(k) for k in keys} } vs "
+                          f"{ {k: ids[1].get(k) for k in keys} }): re-run `musicrl tokenize` "
+                          "on the extra root with the same --codec and --semantic")
+
+
 def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
                     progress: bool = True, text_prob: float | None = None):
     """TokenBatches of a split (MuLan tokens computed and cached on first use)."""
@@ -163,16 +181,30 @@ def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
         corpus_mulan_tokens,
     )
 
-    tokens = load_tokens(cfg.token_dir, split=split)
-    if not tokens:
-        raise LMDataError(f"no {split} clips in the token cache {cfg.token_dir}: run "
-                          f"`musicrl tokenize --root {cfg.data_root}`")
-    mulan = corpus_mulan_tokens(cfg.data_root, sorted(tokens), cfg.mulan, cfg.token_dir,
-                                progress=progress)
     text_prob = cfg.text_prob if text_prob is None else text_prob
-    mulan_text = (corpus_mulan_text_tokens(cfg.data_root, sorted(tokens), cfg.mulan,
-                                           cfg.token_dir, progress=progress)
-                  if text_prob > 0 else None)
+    sources = [(cfg.data_root, cfg.token_dir)]
+    if split == "train" and cfg.extra_data:
+        sources.append((cfg.extra_data, str(Path(cfg.extra_data) / "tokens")))
+    tokens: dict = {}
+    mulan: dict = {}
+    mulan_text: dict | None = {} if text_prob > 0 else None
+    for root, token_dir in sources:
+        part = load_tokens(token_dir, split=split)
+        if not part:
+            raise LMDataError(f"no {split} clips in the token cache {token_dir}: run "
+                              f"`musicrl tokenize --root {root}`")
+        clash = set(part) & set(tokens)
+        if clash:
+            raise LMDataError(f"{root} repeats clip ids of {cfg.data_root} (e.g. "
+                              f"{sorted(clash)[0]}): extra_data must be another corpus")
+        if token_dir != cfg.token_dir:
+            _check_same_tokenizers(cfg.token_dir, token_dir)
+        tokens.update(part)
+        mulan.update(corpus_mulan_tokens(root, sorted(part), cfg.mulan, token_dir,
+                                         progress=progress))
+        if mulan_text is not None:
+            mulan_text.update(corpus_mulan_text_tokens(root, sorted(part), cfg.mulan, token_dir,
+                                                       progress=progress))
     m = cfg.model
     top_s = max(int(s.max()) for s, _ in tokens.values())
     top_a = max(int(a[:, :m.levels].max()) for _, a in tokens.values())

@@ -73,20 +73,38 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def write_clip_files(root: Path, piece_id: str, clip_id: str, audio: np.ndarray,
+                     events: np.ndarray, sample_rate: int) -> dict[str, Any]:
+    """Writes a clip's audio (PCM-16 WAV) and note events under ``root`` atomically;
+    returns their manifest fields (paths relative to ``root``, checksums, size)."""
+    import io
+
+    import soundfile as sf
+
+    from musicrl.data.events import save_events_bytes
+
+    buf = io.BytesIO()
+    sf.write(buf, audio, sample_rate, format="WAV", subtype="PCM_16")
+    wav = buf.getvalue()
+    notes = save_events_bytes(events)
+    apath = Path("audio") / piece_id / f"{clip_id}.wav"
+    npath = Path("notes") / piece_id / f"{clip_id}.npy"
+    _write_bytes_atomic(root / apath, wav)
+    _write_bytes_atomic(root / npath, notes)
+    return {"path": apath.as_posix(), "checksum": sha256_bytes(wav),
+            "notes_path": npath.as_posix(), "notes_checksum": sha256_bytes(notes),
+            "bytes": len(wav)}
+
+
 def render_unit(ref: Any, cfg: DataConfig) -> dict[str, Any]:
     """Parses one piece and renders its clips. Runs in a worker process.
 
     Returns:
       A record: {"piece", "style", "status": "ok"|"skipped", "reason", "clips": [...]}.
     """
-    import io
-
-    import soundfile as sf
-
     from musicrl.audio import rms_dbfs
     from musicrl.data.arrange import arrangement_events, events_to_midi, sample_arrangement
     from musicrl.data.captioning import make_captions, make_tags
-    from musicrl.data.events import save_events_bytes
     from musicrl.data.render import render_clip
     from musicrl.data.scores import parse_piece
 
@@ -116,21 +134,12 @@ def render_unit(ref: Any, cfg: DataConfig) -> dict[str, Any]:
         labels = arr.labels(piece)
         labels["n_notes"] = int(pitched.size)
         clip_id = f"{ref.style}-{ref.id}-{j:02d}"
-        buf = io.BytesIO()
-        sf.write(buf, audio, cfg.sample_rate, format="WAV", subtype="PCM_16")
-        wav = buf.getvalue()
-        notes = save_events_bytes(events)
-        apath = Path("audio") / ref.id / f"{clip_id}.wav"
-        npath = Path("notes") / ref.id / f"{clip_id}.npy"
-        _write_bytes_atomic(root / apath, wav)
-        _write_bytes_atomic(root / npath, notes)
         rec["clips"].append({
-            "id": clip_id, "path": apath.as_posix(), "duration": cfg.clip_seconds,
+            "id": clip_id, "duration": cfg.clip_seconds,
             "captions": make_captions(labels, cfg.captions_per_clip, rng),
             "tags": make_tags(labels), "labels": labels, "piece": ref.id,
             "source": f"music21:{ref.path}" + (f"#X{ref.number}" if ref.number is not None else ""),
-            "checksum": sha256_bytes(wav), "notes_path": npath.as_posix(),
-            "notes_checksum": sha256_bytes(notes), "bytes": len(wav),
+            **write_clip_files(root, ref.id, clip_id, audio, events, cfg.sample_rate),
         })
     if not rec["clips"]:
         rec["status"], rec["reason"] = "skipped", "every window was silent"

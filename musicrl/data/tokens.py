@@ -54,11 +54,21 @@ class TokenizeReport:
 
 
 def _identity(meta: dict[str, Any], path: Path) -> str:
-    """A stable fingerprint of a tokenizer: its weights checksum when known."""
-    for name in ("weights.json", "meta.json"):
-        f = path / name
-        if f.exists():
-            return hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+    """A stable fingerprint of a tokenizer: a hash of its weights' *contents* (names,
+    dtypes, shapes, values), so that re-saving the same weights in another file
+    encoding (e.g. deflated) keeps the caches it made valid."""
+    npz = path / "weights.npz"
+    if npz.exists():
+        h = hashlib.sha256()
+        with np.load(npz, allow_pickle=False) as z:
+            for name in sorted(z.files):
+                a = np.ascontiguousarray(z[name])
+                h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+                h.update(a.tobytes())
+        return h.hexdigest()[:16]
+    f = path / "meta.json"
+    if f.exists():
+        return hashlib.sha256(f.read_bytes()).hexdigest()[:16]
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
 
 

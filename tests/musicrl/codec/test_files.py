@@ -106,3 +106,20 @@ def test_tokenize_is_incremental_and_checked(tiny_corpus, tiny_weights, tmp_path
     (tmp_path / "tok" / "tokens.json").write_text(json.dumps(index))
     assert main(args) == EXIT_USAGE
     assert "other tokenizers" in capsys.readouterr().err
+
+
+def test_tokenizer_identity_is_of_the_weights_not_the_file(tiny_weights, tmp_path):
+    """Re-saving the same weights deflated or stored keeps a cache valid; other weights
+    do not."""
+    from musicrl.data.tokens import _identity
+
+    codec, meta = load_codec(tiny_weights / "codec")
+    save_weights(tmp_path / "stored", codec, meta=meta, compress=False)
+    save_weights(tmp_path / "deflated", codec, meta=meta, compress=True)
+    a, b = (_identity({}, tmp_path / n) for n in ("stored", "deflated"))
+    assert (tmp_path / "stored" / "weights.npz").read_bytes() != \
+        (tmp_path / "deflated" / "weights.npz").read_bytes()
+    assert a == b
+    cfg = resolve(CodecConfig, "tiny")
+    save_weights(tmp_path / "other", Codec(cfg, rngs=nnx.Rngs(1, vq=2)), meta=meta)
+    assert _identity({}, tmp_path / "other") != a

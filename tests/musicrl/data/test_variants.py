@@ -1,0 +1,97 @@
+"""Tempo variants re-render the build's exact arrangements at other tempi, train split only."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicrl.cli import main
+from musicrl.data.build import plan_units
+from musicrl.data.manifest import load_clips
+from musicrl.data.scores import STYLES, parse_piece
+from musicrl.data.variants import (
+    TempoVariantsError,
+    render_clip_at,
+    source_config,
+    tempo_variants,
+    variant_bpms,
+)
+
+
+@pytest.fixture(scope="module")
+def variants(tiny_corpus, tmp_path_factory):
+    cfg, _ = tiny_corpus
+    root = tmp_path_factory.mktemp("variants")
+    report = tempo_variants(cfg.root, root, variants=2, workers=2, progress=False)
+    return cfg, root, report
+
+
+def test_render_at_the_built_tempo_reproduces_the_built_clip(tiny_corpus):
+    cfg, _ = tiny_corpus
+    clip = load_clips(cfg.root)[0]
+    ref = next(u for u in plan_units(cfg) if u.id == clip.piece)
+    piece = parse_piece(ref, cfg.max_piece_quarters)
+    j = int(clip.id.rsplit("-", 1)[1])
+    audio, _, labels, _ = render_clip_at(piece, ref, source_config(cfg.root), j)
+    built, _ = sf.read(f"{cfg.root}/{clip.path}")
+    assert labels["bpm"] == clip.labels["bpm"]
+    assert np.abs(np.clip(audio, -1, 1) - built).max() <= 1.0 / 32767  # PCM-16 rounding only
+    faster, _, lab2, _ = render_clip_at(piece, ref, source_config(cfg.root), j, bpm=2 * labels["bpm"])
+    assert lab2["bpm"] == 2 * labels["bpm"] and not np.allclose(faster, audio[:len(faster)])
+
+
+def test_variants_differ_in_tempo_only_and_stay_in_train(variants):
+    cfg, root, report = variants
+    src = {c.id: c for c in load_clips(cfg.root)}
+    out = load_clips(root)
+    assert report.clips == len(out) > 0
+    train_pieces = {c.piece for c in src.values() if c.split == "train"}
+    for c in out:
+        orig = src[c.labels["tempo_variant_of"]]
+        assert c.id.startswith(orig.id + "-v") and c.split == "train" and c.piece in train_pieces
+        a, b = c.labels["bpm"], orig.labels["bpm"]
+        assert abs(math.log(a / b)) >= math.log1p(0.1) - 1e-9
+        lo, hi = STYLES[orig.labels["style"]].bpm_range
+        assert max(lo, cfg.bpm_min) <= a <= min(hi, cfg.bpm_max)
+        same = {k for k in orig.labels if k not in ("bpm", "tempo_bucket", "n_notes")}
+        assert {k: c.labels[k] for k in same} == {k: orig.labels[k] for k in same}
+        assert any(str(a) in cap for cap in c.captions)      # captioned from the new labels
+        assert not any(f"{b} bpm" in cap for cap in c.captions)
+    # two variants of one clip are ≥ 10 % apart from each other too
+    by_src: dict = {}
+    for c in out:
+        by_src.setdefault(c.labels["tempo_variant_of"], []).append(c.labels["bpm"])
+    for bpms in by_src.values():
+        if len(bpms) == 2:
+            assert abs(math.log(bpms[0] / bpms[1])) >= math.log1p(0.1) - 1e-9
+
+
+def test_rerun_resumes_and_options_are_checked(variants, tiny_corpus, tmp_path):
+    cfg, root, report = variants
+    again = tempo_variants(cfg.root, root, variants=2, workers=1, progress=False)
+    assert again.reused == report.pieces and again.clips == report.clips
+    with pytest.raises(TempoVariantsError, match="other options"):
+        tempo_variants(cfg.root, root, variants=3, progress=False)
+    with pytest.raises(TempoVariantsError, match="must differ"):
+        tempo_variants(cfg.root, cfg.root, progress=False)
+    with pytest.raises(TempoVariantsError, match="build.json"):
+        tempo_variants(tmp_path, tmp_path / "out", progress=False)
+    with pytest.raises(TempoVariantsError, match="variants"):
+        tempo_variants(cfg.root, tmp_path / "v", variants=0, progress=False)
+    assert main(["data", "tempo-variants", "--source", str(tmp_path), "--root",
+                 str(tmp_path / "o"), "--quiet"]) != 0
+    info = json.loads((root / "variants.json").read_text())
+    assert info["variants"] == 2 and info["source"] == str(cfg.root)
+
+
+def test_variant_bpms():
+    rng = np.random.default_rng(0)
+    for bpm in (60, 100, 140, 180):
+        got = variant_bpms(bpm, 60, 180, 3, 0.1, rng)
+        assert len(got) == 3 and all(60 <= b <= 180 for b in got)
+        assert all(abs(math.log(b / bpm)) >= math.log1p(0.1) for b in got)
+    assert variant_bpms(100, 95, 105, 2, 0.1, rng) == []      # no room: none, not a bad one
