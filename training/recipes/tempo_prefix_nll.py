@@ -10,7 +10,9 @@ stage's per-token NLL of r's semantic tokens given the MuLan tokens of p's capti
 same phrasing slot) or of p's audio. A stage that reads tempo from its prefix gives its
 own prefix the lower NLL: the report is the fraction of (rendering, phrasing) pairs where
 it does (0.5 = ignores the tempo) and the mean gap NLL(other) − NLL(own) in nats/token,
-over the whole clip and over its first 2 s (where the tempo is chosen).
+over the whole clip and over its first 2 s (where the tempo is chosen). Also printed: how
+far apart MuLan puts one clip at two tempi (mean cosine of the two audio embeddings)
+against two different clips — how much of the tempo the prefix can carry at all.
 """
 
 from __future__ import annotations
@@ -126,6 +128,12 @@ def main() -> None:
     audio_tok = np.asarray(mulan.tokens_for_embeddings(jnp.asarray(
         np.concatenate(audio_emb)))).reshape(len(caps), 2, -1)             # [clip, r, m]
     t = min(min(len(a), len(b)) for a, b in sem)
+    emb = np.stack(audio_emb)                                              # [clip, r, e]
+    twin = float(np.mean(np.sum(emb[:, 0] * emb[:, 1], -1)))
+    cross = emb[:, 0] @ emb[:, 0].T
+    others = float((cross.sum() - np.trace(cross)) / (len(emb) * (len(emb) - 1)))
+    print(f"MuLan audio embeddings: cos(one clip at two tempi) {twin:.3f}, "
+          f"cos(two different clips) {others:.3f} ({len(emb)} clips)")
 
     results = {}
     for path in args.weights:
@@ -141,7 +149,8 @@ def main() -> None:
                   f"{o['own_lower_first_2s']:.3f} | {o['gap_nats_first_2s']:+.4f} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"split": args.split, "clips": len(sem), "results": results}, f, indent=1)
+            json.dump({"split": args.split, "clips": len(sem), "results": results,
+                       "audio_cos_two_tempi": twin, "audio_cos_other_clips": others}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""What every ``musicrl`` command shares: exit codes, the user-error type, config options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+from musicrl import config as cfglib
+from musicrl.errors import MusicrlError
+
+EXIT_OK = 0
+EXIT_USAGE = 2       # bad arguments or config
+EXIT_PARTIAL = 3     # the command ran, but some inputs were skipped (see its report)
+
+
+class UserError(MusicrlError):
+    """An error the user can fix; printed without a traceback."""
+
+
+# ----------------------------------------------------------------------------
+# Helpers for config-bearing commands
+# ----------------------------------------------------------------------------
+
+def _options_epilog(cls: type) -> str:
+    rows = cfglib.describe(cls)
+    presets = sorted(cfglib.presets_of(cls))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"config keys (set as key=value; defaults of the 'small' preset; presets: {', '.join(presets)}):"]
+    for key, tp, default, help_ in rows:
+        wrapped = textwrap.wrap(f"{help_} [{tp}, default {default}]", 100 - width - 4)
+        lines.append(f"  {key.ljust(width)}  {wrapped[0]}")
+        lines.extend(f"  {'':{width}}  {w}" for w in wrapped[1:])
+    return "\n".join(lines)
+
+
+def _add_config_args(p: argparse.ArgumentParser, cls: type, default_preset: str = "small") -> None:
+    p.add_argument("--preset", default=default_preset, choices=sorted(cfglib.presets_of(cls)),
+                   help=f"named preset (default: {default_preset})")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. seed=3 (see the list below)")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the resolved config as JSON and exit")
+    p.epilog = _options_epilog(cls)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def _resolve(cls: type, args: argparse.Namespace, extra: Sequence[str] = ()) -> Any:
+    cfg = cfglib.resolve(cls, args.preset, [*extra, *args.overrides])
+    if args.show_config:
+        print(json.dumps(cfglib.to_dict(cfg), indent=2))
+        raise SystemExit(EXIT_OK)
+    return cfg
+
+
+DEFAULT_CODEC = "assets/small/codec"
+DEFAULT_SEMANTIC = "assets/small/semantic"
+DEFAULT_BUNDLE = "assets/small"
