@@ -86,6 +86,14 @@ class Arrangement:
         }
 
 
+def style_bpm_range(style: str, bpm_range: tuple[int, int]) -> tuple[int, int]:
+    """The tempi a clip of ``style`` is drawn from: the style's range clipped to the
+    config's (the config's alone when they do not overlap)."""
+    lo_s, hi_s = STYLES[style].bpm_range
+    lo, hi = max(lo_s, bpm_range[0]), min(hi_s, bpm_range[1])
+    return (lo, hi) if lo <= hi else tuple(bpm_range)
+
+
 def sample_arrangement(piece: Piece, rng: np.random.Generator, clip_index: int, n_clips: int,
                        bpm_range: tuple[int, int], drum_fraction: float) -> Arrangement:
     """Samples one arrangement; clips of a piece start in different parts of it."""
@@ -93,10 +101,7 @@ def sample_arrangement(piece: Piece, rng: np.random.Generator, clip_index: int, 
     pos = int((clip_index + rng.random()) / n_clips * len(starts))
     start_q = float(starts[min(pos, len(starts) - 1)])
 
-    lo_s, hi_s = STYLES[piece.ref.style].bpm_range
-    lo, hi = max(lo_s, bpm_range[0]), min(hi_s, bpm_range[1])
-    if lo > hi:
-        lo, hi = bpm_range
+    lo, hi = style_bpm_range(piece.ref.style, bpm_range)
     bpm = int(rng.integers(lo, hi + 1))
 
     melody = MELODY[rng.integers(len(MELODY))]

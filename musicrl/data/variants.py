@@ -135,8 +135,9 @@ def _variant_unit(ref: Any, clips: list[dict[str, Any]], cfg: DataConfig, root: 
                   variants: int, seed: int, min_change: float) -> dict[str, Any]:
     """Renders the variants of one piece's train clips. Runs in a worker process."""
     from musicrl.audio import rms_dbfs
+    from musicrl.data.arrange import style_bpm_range
     from musicrl.data.captioning import make_captions, make_tags
-    from musicrl.data.scores import STYLES, parse_piece
+    from musicrl.data.scores import parse_piece
 
     rec: dict[str, Any] = {"piece": ref.id, "status": "ok", "reason": "", "clips": []}
     try:
@@ -146,10 +147,7 @@ def _variant_unit(ref: Any, clips: list[dict[str, Any]], cfg: DataConfig, root: 
     if piece is None:
         rec.update(status="skipped", reason=rec["reason"] or "no usable notes")
         return rec
-    lo_s, hi_s = STYLES[ref.style].bpm_range
-    lo, hi = max(lo_s, cfg.bpm_min), min(hi_s, cfg.bpm_max)
-    if lo > hi:
-        lo, hi = cfg.bpm_min, cfg.bpm_max
+    lo, hi = style_bpm_range(ref.style, (cfg.bpm_min, cfg.bpm_max))
     out = Path(root)
     for src in clips:
         j = int(src["id"].rsplit("-", 1)[1])
@@ -190,7 +188,7 @@ def tempo_variants(source: str | os.PathLike, root: str | os.PathLike, *, varian
         raise TempoVariantsError("--root must differ from --source: the variants get their own "
                                  "corpus so the bundled one stays as it was measured")
     cfg = source_config(source)
-    train = [c for c in load_clips(source, splits=["train"], include_imported=False)]
+    train = load_clips(source, splits=["train"], include_imported=False)
     if not train:
         raise TempoVariantsError(f"{source} has no bundled train clips")
     by_piece: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -75,10 +76,12 @@ def main() -> None:
     import jax.numpy as jnp
     from tqdm import tqdm
 
+    from musicrl.audio import load_audio
+    from musicrl.data.arrange import style_bpm_range
     from musicrl.data.build import plan_units
     from musicrl.data.captioning import make_captions
     from musicrl.data.manifest import load_clips
-    from musicrl.data.scores import STYLES, parse_piece
+    from musicrl.data.scores import parse_piece
     from musicrl.data.tokens import load_tokens
     from musicrl.data.variants import render_clip_at, source_config, variant_bpms
     from musicrl.lm.io import load_stage
@@ -108,15 +111,14 @@ def main() -> None:
         if c.piece not in pieces:
             pieces[c.piece] = parse_piece(refs[c.piece], cfg.max_piece_quarters)
         piece, ref = pieces[c.piece], refs[c.piece]
-        lo_s, hi_s = STYLES[ref.style].bpm_range
-        lo, hi = max(lo_s, cfg.bpm_min), min(hi_s, cfg.bpm_max)
-        new = variant_bpms(c.labels["bpm"], lo, hi, 1, 0.1,
-                           np.random.default_rng([7, len(sem)]))
+        new = variant_bpms(c.labels["bpm"], *style_bpm_range(ref.style, (cfg.bpm_min,
+                                                                        cfg.bpm_max)),
+                           1, 0.1, np.random.default_rng([7, len(sem)]))
         if not new:
             continue
         j = int(c.id.rsplit("-", 1)[1])
         wav_b, _, labels_b, rng = render_clip_at(piece, ref, cfg, j, new[0])
-        wav_a, _, _, _ = render_clip_at(piece, ref, cfg, j)
+        wav_a = load_audio(Path(args.root) / c.path, cfg.sample_rate)   # the built clip
         sem.append((tokens[c.id][0].astype(np.int32), np.asarray(semantic.tokenize(wav_b))))
         caps.append((list(c.captions), make_captions(labels_b, len(c.captions), rng)))
         audio_emb.append(embed_audio_long(mulan, np.stack([wav_a, wav_b])))
