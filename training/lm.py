@@ -29,7 +29,7 @@ import optax
 from flax import nnx
 
 from musicrl.config import opt, presets_of, register_presets, to_dict
-from musicrl.lm.stages import StageConfig, StageLM, stage_loss
+from musicrl.lm.stages import StageConfig, StageLM, prefix_contrast_loss, stage_loss
 from training.loop import Hook, LoopConfig, adamw_cosine, run_loop
 
 __all__ = ["LMTrainConfig", "train_lm", "train_step"]
@@ -67,6 +67,16 @@ class LMTrainConfig:
     input_noise: float = opt(0.0, "probability of replacing each teacher-forced input token "
                                   "by a random code (targets unchanged), so that the stage "
                                   "relies less on copying its history", min=0.0, max=0.9)
+    twin_pairs: int = opt(0, "pairs of tempo twins (a train clip and its `extra_data` tempo "
+                             "variants: one passage at two tempi) per step for the "
+                             "prefix-contrast loss (stage S only); 0 = off", min=0)
+    twin_seconds: float = opt(4.0, "seconds from the start of each twin scored by the "
+                                   "prefix-contrast loss", min=0.2, max=60.0)
+    contrast_weight: float = opt(1.0, "weight of the prefix-contrast loss "
+                                      "(musicrl.lm.stages.prefix_contrast_loss)", min=0.0)
+    contrast_beta: float = opt(1.0, "β of the prefix-contrast loss: −log σ(β Δ), Δ the "
+                                    "summed log-likelihood ratio of own vs twin's prefix",
+                               min=0.0)
     keep_best: bool = opt(True, "export the weights of the evaluation with the lowest valid "
                                 "loss (text-conditioned), not the last step's")
     init: str = opt("", "start from these stage weights (e.g. assets/small/lm-semantic) "
@@ -112,13 +122,23 @@ def _split(cfg: StageConfig, batch: dict) -> tuple[jax.Array, jax.Array, jax.Arr
     return mulan, jnp.asarray(batch["acoustic"]), jnp.asarray(batch["semantic"])
 
 
-@functools.partial(nnx.jit, static_argnames=("early_frames", "early_weight", "input_noise"))
+@functools.partial(nnx.jit, static_argnames=("early_frames", "early_weight", "input_noise",
+                                             "contrast_weight", "contrast_beta"))
 def train_step(model: StageLM, optimizer: nnx.Optimizer, mulan, codes, cond, drop, dropout_key,
-               early_frames: int = 0, early_weight: float = 1.0, input_noise: float = 0.0):
+               early_frames: int = 0, early_weight: float = 1.0, input_noise: float = 0.0,
+               twin_mulan=None, twin_codes=None, contrast_weight: float = 1.0,
+               contrast_beta: float = 1.0):
     def loss_fn(m):
-        return stage_loss(m, mulan, codes, cond, drop, dropout_key, early_frames=early_frames,
-                          early_weight=early_weight, input_noise=input_noise,
-                          noise_key=jax.random.fold_in(dropout_key, 1))
+        obj, met = stage_loss(m, mulan, codes, cond, drop, dropout_key,
+                              early_frames=early_frames, early_weight=early_weight,
+                              input_noise=input_noise,
+                              noise_key=jax.random.fold_in(dropout_key, 1))
+        if twin_codes is not None:
+            c_loss, c_met = prefix_contrast_loss(m, twin_mulan, twin_codes, contrast_beta,
+                                                 jax.random.fold_in(dropout_key, 2))
+            obj = obj + contrast_weight * c_loss
+            met = {**met, **c_met}
+        return obj, met
 
     (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
     metrics["grad_norm"] = optax.tree.norm(grads)
@@ -183,6 +203,10 @@ def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
 
     text_prob = cfg.text_prob if text_prob is None else text_prob
     sources = [(cfg.data_root, cfg.token_dir)]
+    twin = split == "train" and cfg.twin_pairs > 0
+    if twin and (cfg.model.stage != "semantic" or not cfg.extra_data):
+        raise LMDataError("twin_pairs > 0 (the prefix-contrast loss) needs stage=semantic and "
+                          "extra_data=<a root made by `musicrl data tempo-variants`>")
     if split == "train" and cfg.extra_data:
         sources.append((cfg.extra_data, str(Path(cfg.extra_data) / "tokens")))
     tokens: dict = {}
@@ -223,7 +247,22 @@ def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
                                                       else 1),
                         acoustic_rate=m.frame_rate * (1 if m.stage == "acoustic"
                                                       else m.cond_ratio),
-                        seed=seed, mulan_text=mulan_text, text_prob=text_prob)
+                        seed=seed, mulan_text=mulan_text, text_prob=text_prob,
+                        twins=tempo_twins(cfg.extra_data) if twin else None,
+                        twin_pairs=cfg.twin_pairs if twin else 0,
+                        twin_seconds=cfg.twin_seconds)
+
+
+def tempo_twins(root: str) -> list[tuple[str, ...]]:
+    """Groups (source clip, its variants…) of a `musicrl data tempo-variants` root."""
+    from musicrl.data.manifest import load_clips
+
+    groups: dict[str, list[str]] = {}
+    for c in load_clips(root):
+        src = c.labels.get("tempo_variant_of")
+        if src:
+            groups.setdefault(src, [src]).append(c.id)
+    return [tuple(g) for _, g in sorted(groups.items())]
 
 
 def _valid_hook(cfg: LMTrainConfig, valid, best_dir: Path | None = None) -> Hook:
@@ -295,9 +334,14 @@ def train_lm(cfg: LMTrainConfig, progress: bool = True,
         mulan, codes, cond = _split(m, batch)
         drop = drop_mask(cfg.loop.seed, step, len(mulan), m.cond_dropout)
         dkey = jax.random.fold_in(jax.random.key(cfg.loop.seed + 104_729), step)
+        twin = {}
+        if "twin_semantic" in batch:
+            twin = dict(twin_mulan=jnp.asarray(batch["twin_mulan"])[:, :m.mulan_levels],
+                        twin_codes=jnp.asarray(batch["twin_semantic"])[..., None],
+                        contrast_weight=cfg.contrast_weight, contrast_beta=cfg.contrast_beta)
         return train_step(model, optimizer, mulan, codes, cond, drop, dkey,
                           early_frames=_early_frames(cfg), early_weight=cfg.early_weight,
-                          input_noise=cfg.input_noise)
+                          input_noise=cfg.input_noise, **twin)
 
     t0 = time.time()
     best_dir = Path(cfg.loop.workdir) / "best" if cfg.keep_best else None

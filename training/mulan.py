@@ -97,6 +97,14 @@ class MulanTrainConfig:
                                     "init=): audio embeddings and audio conditioning tokens "
                                     "stay bit-identical, so generators trained on them, and "
                                     "their copies of the RVQ codebooks, stay valid")
+    twin_data: str = opt("", "a root made by `musicrl data tempo-variants` from data_root: "
+                             "each step adds `twin_pairs` pairs of one passage at two tempi "
+                             "(their first crop, captioned each with its own tempo) to the "
+                             "batch, so each is the other's in-batch hard negative and the "
+                             "embedding must hear the tempo")
+    twin_pairs: int = opt(0, "tempo-twin pairs added to each batch (needs twin_data)", min=0)
+    keep_rvq: bool = opt(False, "keep the conditioning RVQ of init= instead of refitting it "
+                                "(tokens stay on the codebooks the generator's stages carry)")
 
 
 register_presets(MulanTrainConfig, {
@@ -225,6 +233,47 @@ def label_prompts(batch_labels: list[dict | None], rng: np.random.Generator
 
 
 # ----------------------------------------------------------------------------
+# Tempo twins (in-batch hard negatives that differ in tempo alone)
+# ----------------------------------------------------------------------------
+
+def tempo_twin_groups(data_root: str, train_clips, twin_data: str) -> list[list[tuple]]:
+    """Groups [(audio path, captions, labels), …] of a train clip and its tempo variants."""
+    from musicrl.data.manifest import load_clips
+
+    src = {c.id: c for c in train_clips}
+    groups: dict[str, list[tuple]] = {}
+    for c in load_clips(twin_data):
+        of = c.labels.get("tempo_variant_of")
+        if of in src and c.captions:
+            if of not in groups:
+                s = src[of]
+                groups[of] = [(Path(data_root) / s.path, s.captions, dict(s.labels))]
+            groups[of].append((Path(twin_data) / c.path, c.captions, dict(c.labels)))
+    if not groups:
+        raise ValueError(f"twin_data={twin_data}: no tempo variants of {data_root}'s train "
+                         "clips; make them with `musicrl data tempo-variants --source "
+                         f"{data_root} --root {twin_data}`")
+    return [groups[k] for k in sorted(groups)]
+
+
+def twin_batch(groups: list[list[tuple]], pairs: int, n: int, rng: np.random.Generator
+               ) -> tuple[np.ndarray, list[str], list[dict]]:
+    """``pairs`` pairs (rows 2i, 2i+1) of two members of one group: the first ``n``
+    samples of each (the same passage at two tempi), a random phrasing of its own
+    caption, its labels."""
+    from musicrl.data.loader import read_crop
+
+    wav, caps, labels = [], [], []
+    for g in rng.integers(0, len(groups), pairs):
+        for j in rng.choice(len(groups[g]), 2, replace=False):
+            path, captions, lb = groups[g][j]
+            wav.append(read_crop(path, n, None, offset=0)[0])
+            caps.append(captions[int(rng.integers(len(captions)))])
+            labels.append(lb)
+    return np.stack(wav), caps, labels
+
+
+# ----------------------------------------------------------------------------
 # Retrieval
 # ----------------------------------------------------------------------------
 
@@ -319,8 +368,16 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
     if (cfg.freeze_text or cfg.freeze_audio) and cfg.rvq_text:
         raise ValueError("freeze_text/freeze_audio keep the conditioning RVQ of init=; "
                          "rvq_text=true would refit it: choose one")
+    if cfg.keep_rvq and (cfg.rvq_text or not cfg.init):
+        raise ValueError("keep_rvq=true keeps the conditioning RVQ of init=: pass init= and "
+                         "leave rvq_text=false")
+    if bool(cfg.twin_pairs) != bool(cfg.twin_data):
+        raise ValueError("tempo twins need both twin_data=<a `musicrl data tempo-variants` "
+                         "root> and twin_pairs > 0")
     root = Path(cfg.loop.workdir)
     train_clips = load_clips(cfg.data_root, splits=["train"])
+    twins = tempo_twin_groups(cfg.data_root, train_clips, cfg.twin_data) if cfg.twin_data \
+        else []
     if cfg.init and not (root / TOKENIZER_FILE).exists():
         init_dir = Path(cfg.init)
         init_dir = init_dir / "weights" if (init_dir / "weights" / TOKENIZER_FILE).exists() \
@@ -354,6 +411,13 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
         rng = np.random.default_rng([cfg.loop.seed, 31, step])
         captions = [make_aspect_caption(lb, rng) if cfg.tag_prob and lb and rng.random() < cfg.tag_prob
                     else c for c, lb in zip(batch["caption"], batch["labels"], strict=True)]
+        audio, labels_b = batch["audio"], list(batch["labels"])
+        if twins:
+            t_wav, t_caps, t_labels = twin_batch(twins, cfg.twin_pairs, crop, rng)
+            t_caps = [make_aspect_caption(lb, rng) if cfg.tag_prob and rng.random() < cfg.tag_prob
+                      else c for c, lb in zip(t_caps, t_labels, strict=True)]
+            audio = np.concatenate([np.asarray(audio), t_wav])
+            captions, labels_b = captions + t_caps, labels_b + t_labels
         ids, mask = model.tokenize(captions)
         neg = None
         if cfg.hard_negatives:
@@ -362,12 +426,12 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
             neg = (jnp.asarray(n_ids), jnp.asarray(n_mask), jnp.asarray(valid))
         labels = None
         if cfg.label_weight:
-            texts, group, target = label_prompts(list(batch["labels"]), rng)
+            texts, group, target = label_prompts(labels_b, rng)
             l_ids, l_mask = model.tokenize(texts)
             labels = (jnp.asarray(l_ids), jnp.asarray(l_mask), jnp.asarray(group),
                       jnp.asarray(target), jnp.float32(cfg.label_weight))
         return train_step(model, optimizer, jnp.asarray(ids), jnp.asarray(mask),
-                          jnp.asarray(batch["audio"]), neg, wrt=wrt, labels=labels)
+                          jnp.asarray(audio), neg, wrt=wrt, labels=labels)
 
     pairs = _valid_pairs(cfg)
     hook, last_valid = _retrieval_hook(cfg, pairs) if pairs else (None, {})
@@ -386,7 +450,7 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
     wav = _fixed_crops(cfg.data_root, train_clips, crop, seed=cfg.loop.seed,
                        per_clip=cfg.rvq_crops_per_clip)
     emb = embed_audio_batched(model, wav)
-    if cfg.freeze_text or cfg.freeze_audio:   # the codebooks of init= stay
+    if cfg.freeze_text or cfg.freeze_audio or cfg.keep_rvq:   # the codebooks of init= stay
         report = {"rvq_cosine_per_level": reconstruction_cosine(model, emb),
                   "rvq_kept_from": cfg.init, "rvq_embeddings": len(emb)}
     else:

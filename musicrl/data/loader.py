@@ -78,8 +78,10 @@ def _derived_seed(seed: int, stream: int) -> int:
 # Reading one example
 # ----------------------------------------------------------------------------
 
-def read_crop(path: str | Path, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
-    """Reads a random ``n``-sample window of a 16 kHz file (only those frames).
+def read_crop(path: str | Path, n: int, rng: np.random.Generator | None,
+              offset: int | None = None) -> tuple[np.ndarray, int, int]:
+    """Reads a random ``n``-sample window of a 16 kHz file (only those frames); with
+    ``offset``, the window starting there instead (``rng`` unused).
 
     Returns:
       (audio float32 [n] zero-padded at the end, offset, valid samples).
@@ -95,7 +97,8 @@ def read_crop(path: str | Path, n: int, rng: np.random.Generator) -> tuple[np.nd
                 raise AudioError(
                     f"{path}: sample rate {f.samplerate} Hz, the loader needs {SAMPLE_RATE} Hz; "
                     "re-import the clip with `musicrl data import` (it resamples)")
-            offset = int(rng.integers(0, max(f.frames - n, 0) + 1))
+            if offset is None:
+                offset = int(rng.integers(0, max(f.frames - n, 0) + 1))
             f.seek(offset)
             x = f.read(n, dtype="float32", always_2d=True)
     except AudioError:

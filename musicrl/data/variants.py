@@ -47,7 +47,7 @@ from musicrl.data.manifest import (
 from musicrl.errors import MusicrlError
 
 __all__ = ["TempoVariantsError", "VariantsReport", "source_config", "variant_bpms",
-           "render_clip_at", "tempo_variants"]
+           "render_clip_at", "tempo_variants", "held_out_twins"]
 
 INFO = "variants.json"
 
@@ -254,3 +254,49 @@ def tempo_variants(source: str | os.PathLike, root: str | os.PathLike, *, varian
     report.skipped = sorted((r["piece"], r["reason"]) for r in records.values() if r["reason"])
     report.seconds = time.time() - t0
     return report
+
+
+def held_out_twins(root: str | os.PathLike, split: str = "valid", *, max_clips: int = 80,
+                   drums_only: bool = True, seed: int = 7, progress: bool = True
+                   ) -> list[dict[str, Any]]:
+    """Each clip of a held-out split, and the same arrangement at another tempo.
+
+    For evaluation (never written to disk): per clip with drums (where tempo is audible
+    and the beat tracker trustworthy), a second rendering at a tempo drawn as the tempo
+    variants draw theirs (the style's range, ≥ 10 % away). Returns dicts with ``id``,
+    ``wav`` (the built clip, the new rendering), ``captions`` (the clip's, and as many
+    written from the new labels) and ``bpm`` (old, new).
+    """
+    from tqdm import tqdm
+
+    from musicrl.audio import load_audio
+    from musicrl.data.arrange import style_bpm_range
+    from musicrl.data.build import plan_units
+    from musicrl.data.captioning import make_captions
+    from musicrl.data.manifest import load_clips
+    from musicrl.data.scores import parse_piece
+
+    cfg = source_config(root)
+    refs = {u.id: u for u in plan_units(cfg)}
+    clips = [c for c in load_clips(root, splits=[split])
+             if c.labels.get("drums") or not drums_only]
+    clips = clips[:max_clips] if max_clips else clips
+    pieces: dict = {}
+    out: list[dict[str, Any]] = []
+    for c in tqdm(clips, desc="render second tempo", unit="clip", disable=not progress):
+        if c.piece not in pieces:
+            pieces[c.piece] = parse_piece(refs[c.piece], cfg.max_piece_quarters)
+        piece, ref = pieces[c.piece], refs[c.piece]
+        new = variant_bpms(c.labels["bpm"], *style_bpm_range(ref.style, (cfg.bpm_min,
+                                                                        cfg.bpm_max)),
+                           1, 0.1, np.random.default_rng([seed, len(out)]))
+        if not new:
+            continue
+        j = int(c.id.rsplit("-", 1)[1])
+        wav_b, _, labels_b, rng = render_clip_at(piece, ref, cfg, j, new[0])
+        wav_a = load_audio(Path(root) / c.path, cfg.sample_rate)
+        out.append({"id": c.id, "wav": (wav_a, wav_b),
+                    "captions": (list(c.captions),
+                                 make_captions(labels_b, len(c.captions), rng)),
+                    "bpm": (c.labels["bpm"], new[0])})
+    return out

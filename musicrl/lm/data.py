@@ -171,13 +171,22 @@ class TokenBatches:
 
     Yields dicts ``{"mulan": int32 [b, m], "semantic": int32 [b, s],
     "acoustic": int32 [b, t, q]}`` with q = ``levels``.
+
+    With ``twins`` (groups of clip ids that are one passage at several tempi, e.g. a
+    clip and its ``musicrl data tempo-variants``) and ``twin_pairs`` P > 0, each batch
+    also holds ``"twin_mulan"`` [2P, m] and ``"twin_semantic"`` [2P, s'] — P pairs of
+    two members of one group (rows 2i, 2i+1), each cropped from its first frame for
+    ``twin_seconds`` (where a stage chooses the tempo), both conditioned on text or
+    both on audio tokens. They are drawn from their own random stream, so the main
+    batch is the same with or without them.
     """
 
     def __init__(self, tokens: dict[str, tuple[np.ndarray, np.ndarray]],
                  mulan: dict[str, np.ndarray], *, batch_size: int, seconds: float,
                  levels: int, semantic_rate: float = 25.0, acoustic_rate: float = 50.0,
                  seed: int = 0, mulan_text: dict[str, np.ndarray] | None = None,
-                 text_prob: float = 0.0):
+                 text_prob: float = 0.0, twins: list[tuple[str, ...]] | None = None,
+                 twin_pairs: int = 0, twin_seconds: float = 4.0):
         self.ratio = int(round(acoustic_rate / semantic_rate))
         if abs(self.ratio * semantic_rate - acoustic_rate) > 1e-6:
             raise LMDataError("the acoustic frame rate must be a whole multiple of the semantic "
@@ -205,6 +214,20 @@ class TokenBatches:
                 else np.repeat(mulan[c][None], CAPTIONS_PER_CLIP, axis=0) for c in ids
             ]).astype(np.int32)[..., :self.mulan.shape[1]]
         self.batch_size, self.seed, self.index = batch_size, seed, 0
+        self.twin_pairs, self.twin_groups = twin_pairs, []
+        if twin_pairs:
+            self.twin_s_len = int(round(twin_seconds * semantic_rate))
+            pos = {c: i for i, c in enumerate(ids)}
+            for g in twins or ():
+                members = [pos[c] for c in g if c in pos
+                           and len(self.sem[pos[c]]) >= self.twin_s_len]
+                if len(members) >= 2:
+                    self.twin_groups.append(np.asarray(members))
+            if not self.twin_groups:
+                raise LMDataError("twin_pairs > 0 but no group of twins (one passage at two "
+                                  "tempi, both in the token cache with "
+                                  f"{twin_seconds} s of tokens): add extra_data made by "
+                                  "`musicrl data tempo-variants`")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -224,7 +247,27 @@ class TokenBatches:
             use = rng.random(len(pick)) < self.text_prob
             row = rng.integers(0, self.mulan_text.shape[1], len(pick))
             mulan = np.where(use[:, None], self.mulan_text[pick, row], mulan)
-        return {"mulan": mulan, "semantic": np.stack(sem), "acoustic": np.stack(aco)}
+        out = {"mulan": mulan, "semantic": np.stack(sem), "acoustic": np.stack(aco)}
+        if self.twin_pairs:
+            out.update(self._twin_batch(index))
+        return out
+
+    def twin_picks(self, index: int) -> tuple[np.ndarray, np.random.Generator]:
+        """Which clips (indices into ``ids``) the twin rows of batch ``index`` hold."""
+        rng = np.random.default_rng([self.seed, index, 2])
+        groups = rng.integers(0, len(self.twin_groups), self.twin_pairs)
+        return np.concatenate([rng.choice(self.twin_groups[g], 2, replace=False)
+                               for g in groups]), rng
+
+    def _twin_batch(self, index: int) -> dict[str, np.ndarray]:
+        pick, rng = self.twin_picks(index)
+        mulan = self.mulan[pick]
+        if self.text_prob:
+            use = np.repeat(rng.random(self.twin_pairs) < self.text_prob, 2)
+            row = rng.integers(0, self.mulan_text.shape[1], len(pick))
+            mulan = np.where(use[:, None], self.mulan_text[pick, row], mulan)
+        sem = np.stack([self.sem[i][:self.twin_s_len] for i in pick])
+        return {"twin_mulan": mulan, "twin_semantic": sem}
 
     def __iter__(self) -> TokenBatches:
         return self

@@ -53,7 +53,8 @@ from musicrl.lm.layers import RMSNorm, param
 from musicrl.lm.patterns import Pattern, make_pattern
 
 __all__ = ["StageConfig", "StageLM", "MulanCodebook", "StepLayout", "stage_loss", "step_layout",
-           "stage_pattern", "teacher_forcing", "conditioning_ids"]
+           "stage_pattern", "teacher_forcing", "conditioning_ids", "sequence_logprob",
+           "prefix_contrast_loss"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,3 +334,49 @@ def stage_loss(model: StageLM, mulan_bm: jax.Array, codes_btk: jax.Array,
             wq = w * (lv == q)
             metrics[f"loss_q{q}"] = jnp.sum(ce * wq) / jnp.maximum(jnp.sum(wq), 1.0)
     return objective, metrics
+
+
+def sequence_logprob(model: StageLM, mulan_bm: jax.Array, codes_btk: jax.Array,
+                     cond_bt: jax.Array | None = None,
+                     dropout_key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """Per-row log-likelihood of the codes under their MuLan prefix (conditional).
+
+    Returns ``(logp [b], slots [b])``: the sum of log p over the pattern's valid
+    slots and how many slots that is (the same for every row).
+    """
+    cfg = model.cfg
+    inputs, targets, layout, cond = teacher_forcing(cfg, codes_btk, cond_bt)
+    drop = jnp.zeros((codes_btk.shape[0],), bool)
+    logits = model(mulan_bm, inputs, layout, cond, drop, dropout_key)
+    ce = optax.softmax_cross_entropy_with_integer_labels(
+        logits, jnp.minimum(targets, cfg.vocab - 1))
+    w = jnp.broadcast_to(jnp.asarray(layout.valid)[None], ce.shape).astype(jnp.float32)
+    return -jnp.sum(ce * w, axis=tuple(range(1, ce.ndim))), jnp.sum(w, axis=tuple(
+        range(1, w.ndim)))
+
+
+def prefix_contrast_loss(model: StageLM, mulan_bm: jax.Array, codes_btk: jax.Array,
+                         beta: float = 1.0, dropout_key: jax.Array | None = None
+                         ) -> tuple[jax.Array, dict]:
+    """Prefix-contrast objective on twin pairs (rows 2i, 2i+1: one passage at two tempi).
+
+    For each row x with its own prefix c and its twin's prefix c', the log-likelihood
+    ratio Δ = log p(x | c) − log p(x | c') (summed over the crop) can only come from
+    what the two prefixes say differently about the same passage — its tempo. Teacher
+    forcing barely rewards reading it (the next token is predicted from the history),
+    so this term does: ``mean softplus(−β Δ)`` = −log σ(βΔ), the Bradley–Terry /
+    DPO form with the twin's prefix as the rejected condition. Both prefixes are scored
+    in one batched forward pass. Returns ``(loss, metrics)`` with the mean Δ per slot
+    (``gap``) and the fraction of rows whose own prefix wins (``own_wins``).
+    """
+    b = codes_btk.shape[0]
+    if b % 2:
+        raise ValueError(f"prefix_contrast_loss takes twin pairs: an even batch, got {b}")
+    swap = jnp.arange(b) ^ 1                                  # 0<->1, 2<->3, ...
+    logp, slots = sequence_logprob(
+        model, jnp.concatenate([mulan_bm, mulan_bm[swap]]),
+        jnp.concatenate([codes_btk, codes_btk]), dropout_key=dropout_key)
+    delta = logp[:b] - logp[b:]
+    loss = jnp.mean(jax.nn.softplus(-beta * delta))
+    return loss, {"contrast": loss, "gap": jnp.mean(delta / slots[:b]),
+                  "own_wins": jnp.mean(delta > 0)}

@@ -165,3 +165,51 @@ def test_extra_data_joins_the_training_stream_only(lm_data, tmp_path):
     (extra / "tokens" / "tokens.json").write_text(json.dumps(index))
     with pytest.raises(LMDataError, match="different tokenizers"):
         load_stage_data(cfg, "train", 0, 2, progress=False)
+
+
+def test_prefix_contrast_trains_on_tempo_twins(lm_data, tmp_path):
+    """twin_pairs: each step also scores P pairs of tempo twins (a clip and its variant,
+    cropped from the first frame) under their own and each other's prefix; the main
+    stream is unchanged, the loss is logged, and bad settings are refused."""
+    from musicrl.data.variants import tempo_variants
+    from musicrl.lm.data import LMDataError
+    from training.lm import load_stage_data, tempo_twins
+
+    root, work, bundle = lm_data
+    extra = tmp_path / "tempo"
+    tempo_variants(root, extra, variants=2, workers=1, progress=False)
+    tokenize_corpus(extra, extra / "tokens", codec_path=str(bundle / "codec"),
+                    semantic_path=str(work / "sem" / "weights"), progress=False)
+    groups = tempo_twins(str(extra))
+    assert groups and all(len(g) >= 2 and all(c.startswith(g[0] + "-v") for c in g[1:])
+                          for g in groups)
+    twin_opts = [f"extra_data={extra}", "twin_pairs=2", "twin_seconds=0.5"]
+    cfg = _cfg(lm_data, tmp_path / "w", extra=twin_opts)
+    plain = load_stage_data(_cfg(lm_data, tmp_path / "w", extra=[f"extra_data={extra}"]),
+                            "train", 0, 2, progress=False)
+    train = load_stage_data(cfg, "train", 0, 2, progress=False)
+    of = {c: g[0] for g in groups for c in g}
+    for i in range(3):
+        b, p = train.batch(i), plain.batch(i)
+        for k in p:
+            np.testing.assert_array_equal(b[k], p[k])        # main stream unchanged
+        assert b["twin_semantic"].shape == (4, train.twin_s_len) and b["twin_mulan"].shape[0] == 4
+        pick, _ = train.twin_picks(i)
+        ids = [train.ids[j] for j in pick]
+        for r in range(0, 4, 2):                             # rows 2i, 2i+1: two twins
+            assert ids[r] != ids[r + 1] and of[ids[r]] == of[ids[r + 1]]
+        for r, j in enumerate(pick):                         # each cropped from frame 0
+            np.testing.assert_array_equal(b["twin_semantic"][r], train.sem[j][:train.twin_s_len])
+    valid = load_stage_data(cfg, "valid", 1, 2, progress=False)
+    assert "twin_semantic" not in valid.batch(0)
+    assert train_lm(cfg, progress=False).exists()
+    logged = [r for r in read_metrics(tmp_path / "w") if "contrast" in r]
+    assert logged and all(np.isfinite(r["contrast"]) and 0 <= r["own_wins"] <= 1
+                          for r in logged)
+    with pytest.raises(LMDataError, match="twin_pairs"):
+        load_stage_data(_cfg(lm_data, tmp_path / "x", extra=["twin_pairs=2"]), "train", 0, 2,
+                        progress=False)
+    with pytest.raises(LMDataError, match="twin_pairs"):
+        load_stage_data(_cfg(lm_data, tmp_path / "x", "tiny-acoustic", extra=twin_opts),
+                        "train", 0, 2, progress=False)
+

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -74,16 +73,9 @@ def score(model, sem, text_tok, audio_tok, t: int) -> dict:
 
 def main() -> None:
     import jax.numpy as jnp
-    from tqdm import tqdm
 
-    from musicrl.audio import load_audio
-    from musicrl.data.arrange import style_bpm_range
-    from musicrl.data.build import plan_units
-    from musicrl.data.captioning import make_captions
-    from musicrl.data.manifest import load_clips
-    from musicrl.data.scores import parse_piece
     from musicrl.data.tokens import load_tokens
-    from musicrl.data.variants import render_clip_at, source_config, variant_bpms
+    from musicrl.data.variants import held_out_twins
     from musicrl.lm.io import load_stage
     from musicrl.mulan import embed_audio_long, embed_prompts_batched, load_mulan
     from musicrl.semantic import load_semantic
@@ -98,31 +90,16 @@ def main() -> None:
     ap.add_argument("--json", default="")
     args = ap.parse_args()
 
-    cfg = source_config(args.root)
-    refs = {u.id: u for u in plan_units(cfg)}
-    clips = [c for c in load_clips(args.root, splits=[args.split]) if c.labels.get("drums")]
-    clips = clips[:args.max_clips] if args.max_clips else clips
     tokens = load_tokens(f"{args.root}/tokens", split=args.split)
     semantic, _ = load_semantic(args.semantic)
     mulan, _ = load_mulan(args.mulan)
-    pieces: dict = {}
     sem, caps, audio_emb, bpms = [], [], [], []       # per clip: pairs (a, b)
-    for c in tqdm(clips, desc="render second tempo", unit="clip"):
-        if c.piece not in pieces:
-            pieces[c.piece] = parse_piece(refs[c.piece], cfg.max_piece_quarters)
-        piece, ref = pieces[c.piece], refs[c.piece]
-        new = variant_bpms(c.labels["bpm"], *style_bpm_range(ref.style, (cfg.bpm_min,
-                                                                        cfg.bpm_max)),
-                           1, 0.1, np.random.default_rng([7, len(sem)]))
-        if not new:
-            continue
-        j = int(c.id.rsplit("-", 1)[1])
-        wav_b, _, labels_b, rng = render_clip_at(piece, ref, cfg, j, new[0])
-        wav_a = load_audio(Path(args.root) / c.path, cfg.sample_rate)   # the built clip
-        sem.append((tokens[c.id][0].astype(np.int32), np.asarray(semantic.tokenize(wav_b))))
-        caps.append((list(c.captions), make_captions(labels_b, len(c.captions), rng)))
+    for tw in held_out_twins(args.root, args.split, max_clips=args.max_clips):
+        wav_a, wav_b = tw["wav"]
+        sem.append((tokens[tw["id"]][0].astype(np.int32), np.asarray(semantic.tokenize(wav_b))))
+        caps.append(tw["captions"])
         audio_emb.append(embed_audio_long(mulan, np.stack([wav_a, wav_b])))
-        bpms.append((c.labels["bpm"], new[0]))
+        bpms.append(tw["bpm"])
     n_cap = min(len(a) for a, _ in caps)
     text_tok = np.asarray(mulan.tokens_for_embeddings(jnp.asarray(embed_prompts_batched(
         mulan, [t for a, b in caps for t in (*a[:n_cap], *b[:n_cap])], 64))))

@@ -95,3 +95,24 @@ def test_variant_bpms():
         assert len(got) == 3 and all(60 <= b <= 180 for b in got)
         assert all(abs(math.log(b / bpm)) >= math.log1p(0.1) for b in got)
     assert variant_bpms(100, 95, 105, 2, 0.1, rng) == []      # no room: none, not a bad one
+
+
+def test_held_out_twins_are_one_clip_at_two_tempi(tiny_corpus):
+    """held_out_twins (for evaluation, nothing written): each valid clip as built, and its
+    arrangement at a tempo ≥ 10 % away, with captions written from the new labels."""
+    from musicrl.data.variants import held_out_twins
+
+    cfg, _ = tiny_corpus
+    valid = {c.id: c for c in load_clips(cfg.root, splits=["valid"])}
+    twins = held_out_twins(cfg.root, "valid", max_clips=3, drums_only=False, progress=False)
+    assert twins and len(twins) <= 3
+    for t in twins:
+        old, new = t["bpm"]
+        assert old == valid[t["id"]].labels["bpm"] and abs(new / old - 1) >= 0.1 - 1e-9
+        built, _ = sf.read(f"{cfg.root}/{valid[t['id']].path}", dtype="float32")
+        np.testing.assert_allclose(t["wav"][0], built, atol=1e-4)
+        assert t["wav"][1].shape[0] > 0 and not np.allclose(
+            t["wav"][1][:len(built)], t["wav"][0][:len(t["wav"][1])], atol=1e-3)
+        assert t["captions"][0] == list(valid[t["id"]].captions)
+        assert len(t["captions"][1]) == len(t["captions"][0])
+        assert any(str(new) in c for c in t["captions"][1])

@@ -269,6 +269,54 @@ def test_numeric_features_grow_from_init_and_freeze_audio_keeps_audio_tokens(tin
             f"init={w0}", "freeze_text=true", "freeze_audio=true"]), progress=False)
 
 
+
+def test_tempo_twins_join_the_batch_and_keep_rvq(tiny_corpus, tmp_path):
+    """twin_data/twin_pairs: pairs of one passage at two tempi (the first crop of a train
+    clip and of its tempo variant, each with its own caption) join each batch; keep_rvq
+    keeps init='s codebooks bit for bit; bad settings are refused."""
+    from musicrl.data.loader import read_crop
+    from musicrl.data.manifest import load_clips
+    from musicrl.data.variants import tempo_variants
+    from training.mulan import tempo_twin_groups, twin_batch
+
+    data_cfg, _ = tiny_corpus
+    extra = tmp_path / "tempo"
+    tempo_variants(data_cfg.root, extra, variants=1, workers=1, progress=False)
+    train = load_clips(data_cfg.root, splits=["train"])
+    groups = tempo_twin_groups(data_cfg.root, train, str(extra))
+    assert groups and all(len(g) == 2 for g in groups)
+    n = presets_of(MulanConfig)["tiny"].crop_samples
+    wav, caps, labels = twin_batch(groups, 3, n, np.random.default_rng(0))
+    assert wav.shape == (6, n) and len(caps) == len(labels) == 6
+    for r in range(0, 6, 2):                    # a pair: one passage, two tempi
+        a, b = labels[r], labels[r + 1]
+        assert a["bpm"] != b["bpm"] and {a.get("tempo_variant_of"), b.get("tempo_variant_of")} \
+            - {None} and a["melody_instrument"] == b["melody_instrument"]
+    path = groups[0][1][0]
+    np.testing.assert_array_equal(read_crop(path, n, None, offset=0)[0],
+                                  read_crop(path, n + 5, None, offset=0)[0][:n])
+    base = resolve(MulanTrainConfig, "tiny", [
+        f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'base'}", "loop.steps=2",
+        "loop.ckpt_every=2", "eval_every=2"])
+    w0 = train_mulan(base, progress=False)
+    m0, _ = load_mulan(w0)
+    ft = resolve(MulanTrainConfig, "tiny", [
+        f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'ft'}", "loop.steps=2",
+        "loop.ckpt_every=2", "eval_every=2", f"init={w0}", f"twin_data={extra}",
+        "twin_pairs=2", "keep_rvq=true", "lr=1e-2"])
+    m1, meta = load_mulan(train_mulan(ft, progress=False))
+    assert meta["report"]["rvq_kept_from"] == str(w0)
+    np.testing.assert_array_equal(np.asarray(m1.rvq.codebook[...]),
+                                  np.asarray(m0.rvq.codebook[...]))
+    x = jnp.asarray(wav[:2])
+    assert not np.allclose(np.asarray(m1.embed_audio(x)), np.asarray(m0.embed_audio(x)))
+    for bad, match in ((["twin_pairs=2"], "twin_data"), ([f"twin_data={extra}"], "twin_pairs"),
+                       (["keep_rvq=true"], "init=")):
+        with pytest.raises(ValueError, match=match):
+            train_mulan(resolve(MulanTrainConfig, "tiny", [
+                f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'z'}",
+                "loop.steps=1", *bad]), progress=False)
+
 def test_save_load_round_trip_is_exact(tiny_model, tmp_path):
     model = nnx.clone(tiny_model)
     rng = np.random.default_rng(4)
