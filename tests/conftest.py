@@ -29,3 +29,17 @@ def label_corpus(tmp_path_factory):
     report = build_corpus(cfg, progress=False)
     assert report.complete
     return cfg, report
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_code():
+    """Drop jit caches after each test module: every compiled XLA executable maps code
+    pages, and the whole suite in one process otherwise runs into the kernel's
+    vm.max_map_count (65530 by default) and XLA's compiler segfaults."""
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
