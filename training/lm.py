@@ -42,10 +42,10 @@ class LMTrainConfig:
                                   ckpt_every=250)
     data_root: str = opt("data/small", "corpus (musicrl data build)")
     tokens: str = opt("", "token cache (musicrl tokenize); empty = <data_root>/tokens")
-    extra_data: str = opt("", "a second corpus root whose clips join the *training* stream "
-                              "(e.g. `musicrl data tempo-variants`; its token cache is "
-                              "<extra_data>/tokens, made by the same tokenizers); valid "
-                              "batches stay on data_root")
+    extra_data: str = opt("", "corpus roots (comma-separated) whose clips join the *training* "
+                              "stream (e.g. `musicrl data tempo-variants`, `mode-variants`; "
+                              "each one's token cache is <root>/tokens, made by the same "
+                              "tokenizers); valid batches stay on data_root")
     mulan: str = opt("assets/small/mulan", "MuLan weights for the conditioning tokens")
     seconds: float = opt(10.0, "seconds per training crop", min=0.2, max=60.0)
     batch_size: int = opt(16, "crops per step", min=1)
@@ -207,8 +207,9 @@ def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
     if twin and (cfg.model.stage != "semantic" or not cfg.extra_data):
         raise LMDataError("twin_pairs > 0 (the prefix-contrast loss) needs stage=semantic and "
                           "extra_data=<a root made by `musicrl data tempo-variants`>")
-    if split == "train" and cfg.extra_data:
-        sources.append((cfg.extra_data, str(Path(cfg.extra_data) / "tokens")))
+    extra = [r.strip() for r in cfg.extra_data.split(",") if r.strip()]
+    if split == "train":
+        sources += [(r, str(Path(r) / "tokens")) for r in extra]
     tokens: dict = {}
     mulan: dict = {}
     mulan_text: dict | None = {} if text_prob > 0 else None
@@ -248,21 +249,17 @@ def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
                         acoustic_rate=m.frame_rate * (1 if m.stage == "acoustic"
                                                       else m.cond_ratio),
                         seed=seed, mulan_text=mulan_text, text_prob=text_prob,
-                        twins=tempo_twins(cfg.extra_data) if twin else None,
+                        twins=[g for r in extra for g in tempo_twins(r)] if twin else None,
                         twin_pairs=cfg.twin_pairs if twin else 0,
                         twin_seconds=cfg.twin_seconds)
 
 
 def tempo_twins(root: str) -> list[tuple[str, ...]]:
-    """Groups (source clip, its variants…) of a `musicrl data tempo-variants` root."""
-    from musicrl.data.manifest import load_clips
+    """Groups (source clip, its variants…) of a `musicrl data tempo-variants` (or
+    mode-variants) root."""
+    from musicrl.data.variants import variant_groups
 
-    groups: dict[str, list[str]] = {}
-    for c in load_clips(root):
-        src = c.labels.get("tempo_variant_of")
-        if src:
-            groups.setdefault(src, [src]).append(c.id)
-    return [tuple(g) for _, g in sorted(groups.items())]
+    return [(src, *(c.id for c in vs)) for src, vs in variant_groups(root).items()]
 
 
 def _valid_hook(cfg: LMTrainConfig, valid, best_dir: Path | None = None) -> Hook:

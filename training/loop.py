@@ -62,18 +62,42 @@ StepFn = Callable[[Any, Any, dict[str, Any], int], dict[str, Any]]
 
 def adamw_cosine(model: Any, *, lr: float, warmup_steps: int, total_steps: int,
                  weight_decay: float, grad_clip: float, b1: float = 0.9, b2: float = 0.999,
-                 wrt: Any = None) -> Any:
+                 wrt: Any = None, lr_mult: tuple[str, float] | None = None) -> Any:
     """The trainers' optimizer: global-norm clip, AdamW, linear warmup + cosine decay to 5 %,
-    over the parameters ``wrt`` selects (an nnx filter; default all ``nnx.Param``)."""
+    over the parameters ``wrt`` selects (an nnx filter; default all ``nnx.Param``).
+
+    ``lr_mult=(name, k)``: parameters whose path contains ``name`` learn at k × the rate
+    (AdamW's step scaled after the fact: one optimizer state, no masked leaves, so
+    checkpoints stay plain arrays), e.g. a small branch whose output the rest drowns."""
     import optax
     from flax import nnx
 
     sched = optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup_steps, 1),
                                                max(total_steps, warmup_steps + 1),
                                                end_value=lr * 0.05)
-    tx = optax.chain(optax.clip_by_global_norm(grad_clip),
-                     optax.adamw(sched, b1=b1, b2=b2, weight_decay=weight_decay))
+    parts = [optax.clip_by_global_norm(grad_clip),
+             optax.adamw(sched, b1=b1, b2=b2, weight_decay=weight_decay)]
+    if lr_mult is not None and lr_mult[1] != 1.0:
+        parts.append(_scale_paths(*lr_mult))
+    tx = optax.chain(*parts)
     return nnx.Optimizer(model, tx, wrt=nnx.Param if wrt is None else wrt)
+
+
+def _scale_paths(name: str, k: float) -> Any:
+    """A stateless optax transform: updates of parameters whose path has a key ``name``
+    are multiplied by ``k``."""
+    import jax
+    import optax
+
+    def hit(path) -> bool:
+        return any(name == getattr(p, "key", getattr(p, "name", None)) for p in path)
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map_with_path(
+            lambda path, u: u * k if hit(path) else u, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def _cut_log(path: Path, step: int) -> None:

@@ -97,12 +97,18 @@ class MulanTrainConfig:
                                     "init=): audio embeddings and audio conditioning tokens "
                                     "stay bit-identical, so generators trained on them, and "
                                     "their copies of the RVQ codebooks, stay valid")
-    twin_data: str = opt("", "a root made by `musicrl data tempo-variants` from data_root: "
+    twin_data: str = opt("", "roots (comma-separated) made by `musicrl data tempo-variants` / "
+                             "`mode-variants` from data_root: "
                              "each step adds `twin_pairs` pairs of one passage at two tempi "
-                             "(their first crop, captioned each with its own tempo) to the "
-                             "batch, so each is the other's in-batch hard negative and the "
-                             "embedding must hear the tempo")
-    twin_pairs: int = opt(0, "tempo-twin pairs added to each batch (needs twin_data)", min=0)
+                             "or in two modes (their first crop, captioned each from its own "
+                             "labels) to the batch, so each is the other's in-batch hard "
+                             "negative and the embedding must hear the difference")
+    twin_pairs: int = opt(0, "twin pairs added to each batch (needs twin_data)", min=0)
+    music_lr_mult: float = opt(1.0, "learning-rate multiplier of the pitch-class and "
+                                    "beat-period branches (model.music_features): their "
+                                    "outputs are ~40× weaker in the embedding than the "
+                                    "ConvNeXt pool's, docs/mulan.md \"Mode twins\"",
+                               min=0.0, max=1000.0)
     keep_rvq: bool = opt(False, "keep the conditioning RVQ of init= instead of refitting it "
                                 "(tokens stay on the codebooks the generator's stages carry)")
 
@@ -136,7 +142,7 @@ def trainable(cfg: MulanTrainConfig):
 def make_optimizer(model: Mulan, cfg: MulanTrainConfig) -> nnx.Optimizer:
     return adamw_cosine(model, lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.loop.steps,
                         weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip,
-                        wrt=trainable(cfg))
+                        wrt=trainable(cfg), lr_mult=("music", cfg.music_lr_mult))
 
 
 def _loss(model: Mulan, ids: jax.Array, mask: jax.Array, wav: jax.Array, neg=None,
@@ -233,33 +239,34 @@ def label_prompts(batch_labels: list[dict | None], rng: np.random.Generator
 
 
 # ----------------------------------------------------------------------------
-# Tempo twins (in-batch hard negatives that differ in tempo alone)
+# Twins (in-batch hard negatives that differ in tempo or mode alone)
 # ----------------------------------------------------------------------------
 
-def tempo_twin_groups(data_root: str, train_clips, twin_data: str) -> list[list[tuple]]:
-    """Groups [(audio path, captions, labels), …] of a train clip and its tempo variants."""
-    from musicrl.data.manifest import load_clips
+def twin_groups(data_root: str, train_clips, twin_data: str) -> list[list[tuple]]:
+    """Groups [(audio path, captions, labels), …] of a train clip and its variants, per
+    variants root of ``twin_data`` (comma-separated: tempo and mode variants give groups of
+    their own, so a pair differs in one attribute)."""
+    from musicrl.data.variants import variant_groups
 
     src = {c.id: c for c in train_clips}
-    groups: dict[str, list[tuple]] = {}
-    for c in load_clips(twin_data):
-        of = c.labels.get("tempo_variant_of")
-        if of in src and c.captions:
-            if of not in groups:
-                s = src[of]
-                groups[of] = [(Path(data_root) / s.path, s.captions, dict(s.labels))]
-            groups[of].append((Path(twin_data) / c.path, c.captions, dict(c.labels)))
-    if not groups:
-        raise ValueError(f"twin_data={twin_data}: no tempo variants of {data_root}'s train "
-                         "clips; make them with `musicrl data tempo-variants --source "
-                         f"{data_root} --root {twin_data}`")
-    return [groups[k] for k in sorted(groups)]
+    out: list[list[tuple]] = []
+    for root in [r.strip() for r in twin_data.split(",") if r.strip()]:
+        groups = [[(Path(data_root) / src[of].path, src[of].captions, dict(src[of].labels))]
+                  + [(Path(root) / c.path, c.captions, dict(c.labels)) for c in vs if c.captions]
+                  for of, vs in variant_groups(root).items() if of in src]
+        groups = [g for g in groups if len(g) > 1]
+        if not groups:
+            raise ValueError(f"twin_data: {root} holds no variants of {data_root}'s train "
+                             "clips; make them with `musicrl data tempo-variants` (or "
+                             f"mode-variants) --source {data_root} --root {root}")
+        out += groups
+    return out
 
 
 def twin_batch(groups: list[list[tuple]], pairs: int, n: int, rng: np.random.Generator
                ) -> tuple[np.ndarray, list[str], list[dict]]:
     """``pairs`` pairs (rows 2i, 2i+1) of two members of one group: the first ``n``
-    samples of each (the same passage at two tempi), a random phrasing of its own
+    samples of each (the same passage at two tempi or in two modes), a random phrasing of its own
     caption, its labels."""
     from musicrl.data.loader import read_crop
 
@@ -372,11 +379,11 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
         raise ValueError("keep_rvq=true keeps the conditioning RVQ of init=: pass init= and "
                          "leave rvq_text=false")
     if bool(cfg.twin_pairs) != bool(cfg.twin_data):
-        raise ValueError("tempo twins need both twin_data=<a `musicrl data tempo-variants` "
+        raise ValueError("twins need both twin_data=<a `musicrl data tempo-variants` (or mode-) "
                          "root> and twin_pairs > 0")
     root = Path(cfg.loop.workdir)
     train_clips = load_clips(cfg.data_root, splits=["train"])
-    twins = tempo_twin_groups(cfg.data_root, train_clips, cfg.twin_data) if cfg.twin_data \
+    twins = twin_groups(cfg.data_root, train_clips, cfg.twin_data) if cfg.twin_data \
         else []
     if cfg.init and not (root / TOKENIZER_FILE).exists():
         init_dir = Path(cfg.init)

@@ -95,11 +95,32 @@ def _cmd_data_tempo_variants(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_data_mode_variants(args: argparse.Namespace) -> int:
+    from musicrl.data.variants import TempoVariantsError, mode_variants
+
+    try:
+        report = mode_variants(args.source, args.root, workers=args.workers,
+                               progress=not args.quiet)
+    except TempoVariantsError as e:
+        raise UserError(str(e)) from None
+    print(report.summary())
+    return EXIT_OK
+
+
+def _variant_args(p: argparse.ArgumentParser, root: str) -> None:
+    """The options tempo- and mode-variants share."""
+    p.add_argument("--source", default="data/small", help="corpus to re-render (default "
+                   "data/small; must come from `musicrl data build`)")
+    p.add_argument("--root", default=root, help=f"output root (default {root})")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     from musicrl.data.config import DataConfig
 
     data = sub.add_parser("data", help="build, import and inspect audio corpora")
-    dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{build,import,stats,check,tempo-variants}")
+    dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{build,import,stats,check,tempo-variants,mode-variants}")
 
     b = dsub.add_parser(
         "build", help="render the bundled corpus (music21 scores → General MIDI → 16 kHz clips)",
@@ -154,14 +175,18 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
                     "its style's range, at least --min-change away) into a separate root, "
                     "captioned from the new labels: pairs that differ in tempo alone, for "
                     "`musicrl train lm extra_data=ROOT`. Resumable and deterministic.")
-    v.add_argument("--source", default="data/small", help="corpus to re-render (default "
-                   "data/small; must come from `musicrl data build`)")
-    v.add_argument("--root", default="data/small-tempo", help="output root (default "
-                   "data/small-tempo)")
+    _variant_args(v, "data/small-tempo")
     v.add_argument("--variants", type=int, default=2, help="tempi per clip (default 2)")
     v.add_argument("--min-change", type=float, default=0.1,
                    help="least tempo change as a ratio (default 0.1 = 10 %%)")
     v.add_argument("--seed", type=int, default=0, help="seed of the tempo draws")
-    v.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
-    v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=_cmd_data_tempo_variants)
+
+    mv = dsub.add_parser(
+        "mode-variants", help="re-render the train clips of a built corpus in the parallel mode",
+        description="Re-renders each train clip's exact arrangement in the parallel mode (same "
+                    "tonic; notes on the 3rd, 6th and 7th scale degrees move a semitone) into a "
+                    "separate root, captioned from the flipped labels: pairs that differ in mode "
+                    "alone, for `musicrl train mulan twin_data=ROOT`. Resumable and deterministic.")
+    _variant_args(mv, "data/small-mode")
+    mv.set_defaults(func=_cmd_data_mode_variants)

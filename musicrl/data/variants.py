@@ -1,6 +1,7 @@
-"""Tempo variants: the train clips of a corpus re-rendered at other tempi.
+"""Tempo and mode variants: the train clips of a corpus re-rendered with one label changed.
 
 ``musicrl data tempo-variants --source data/small --root data/small-tempo``
+``musicrl data mode-variants --source data/small --root data/small-mode``
 
 In the bundled corpus every passage is heard at one tempo, so a model that
 predicts the next semantic token well from the previous ones gains little by
@@ -11,8 +12,17 @@ arrangement) at a new bpm, drawn uniformly from the style's range at least
 ``min_change`` away in ratio, and captions it from the new labels. A clip and
 its variants differ in tempo alone, so tempo is what the prefix must explain.
 
+A *mode* variant is the same arrangement in the parallel mode (same tonic):
+every pitched note on the 3rd, 6th or 7th degree of the piece's scale moves
+a semitone (major → natural minor lowers them, minor → major raises them;
+notes off the scale, drums and everything else stay), and the caption is
+written from the flipped labels. One per clip (``<clip>-m0``); the pair
+differs in mode alone, the hard negative a MuLan audio tower needs to hear
+mode (docs/mulan.md, "Mode twins").
+
 The variants go to their own root (manifest, audio, notes; train split only,
-pieces of the source's train split, ids ``<clip>-v<k>``), so the bundled corpus
+pieces of the source's train split, ids ``<clip>-v<k>`` or ``<clip>-m0``; labels ``tempo_variant_of`` or ``mode_variant_of``
+name the source clip, :func:`variant_groups` gathers them), so the bundled corpus
 and everything measured on it stay as they are; ``musicrl train lm
 extra_data=<root>`` adds their clips to the training stream. Resumable: a
 finished piece is not redone (``units/<piece>.json``); the manifest is written
@@ -47,13 +57,32 @@ from musicrl.data.manifest import (
 from musicrl.errors import MusicrlError
 
 __all__ = ["TempoVariantsError", "VariantsReport", "source_config", "variant_bpms",
-           "render_clip_at", "tempo_variants", "held_out_twins"]
+           "parallel_mode_events", "render_clip_at", "tempo_variants", "mode_variants",
+           "variant_groups", "held_out_twins"]
 
 INFO = "variants.json"
+KINDS = ("tempo", "mode")
+VARIANT_OF = {"tempo": "tempo_variant_of", "mode": "mode_variant_of"}
+_TO_MINOR = {4: -1, 9: -1, 11: -1}      # scale degrees 3, 6, 7 of major → natural minor
+_TO_MAJOR = {3: 1, 8: 1, 10: 1}         # … of natural minor → major
 
 
 class TempoVariantsError(MusicrlError, ValueError):
     """The source corpus cannot be re-rendered (no build.json, edited clips, bad options)."""
+
+
+def parallel_mode_events(events: np.ndarray, key_pc: int, mode: str) -> np.ndarray:
+    """The events moved to the parallel mode of (``key_pc``, ``mode``): pitched notes on the
+    scale's 3rd, 6th and 7th degrees move a semitone (down from major, up from minor)."""
+    if mode not in ("major", "minor"):
+        raise TempoVariantsError(f"mode must be 'major' or 'minor', got {mode!r}")
+    shift = _TO_MINOR if mode == "major" else _TO_MAJOR
+    table = np.zeros(12, np.int64)
+    table[list(shift)] = list(shift.values())
+    out = events.copy()
+    move = np.where(out["is_drum"], 0, table[(out["pitch"].astype(np.int64) - key_pc) % 12])
+    out["pitch"] = np.clip(out["pitch"] + move, 0, 127)
+    return out
 
 
 @dataclasses.dataclass
@@ -64,9 +93,10 @@ class VariantsReport:
     clips: int = 0
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    kind: str = "tempo"
 
     def summary(self) -> str:
-        lines = [f"tempo variants {self.root}: {self.clips} clips from {self.pieces} train pieces "
+        lines = [f"{self.kind} variants {self.root}: {self.clips} clips from {self.pieces} train pieces "
                  f"(reused {self.reused} finished), {self.seconds:.1f} s"]
         for name, why in self.skipped[:10]:
             lines.append(f"  skipped {name}: {why}")
@@ -110,10 +140,12 @@ def _arrangement(piece: Any, ref: Any, cfg: DataConfig, j: int):
     return arr, rng.bit_generator.state
 
 
-def render_clip_at(piece: Any, ref: Any, cfg: DataConfig, j: int, bpm: int | None = None):
-    """(audio, events, labels, rng) of clip ``j`` of a piece, at ``bpm`` (None: as built).
+def render_clip_at(piece: Any, ref: Any, cfg: DataConfig, j: int, bpm: int | None = None,
+                   flip_mode: bool = False):
+    """(audio, events, labels, rng) of clip ``j`` of a piece, at ``bpm`` (None: as built),
+    in the parallel mode with ``flip_mode``.
 
-    With ``bpm=None`` this is exactly what ``musicrl data build`` rendered (tested).
+    With ``bpm=None`` and no flip this is exactly what ``musicrl data build`` rendered (tested).
     """
     from musicrl.data.arrange import arrangement_events, events_to_midi
     from musicrl.data.render import render_clip
@@ -124,15 +156,20 @@ def render_clip_at(piece: Any, ref: Any, cfg: DataConfig, j: int, bpm: int | Non
     rng = np.random.default_rng()
     rng.bit_generator.state = state
     events = arrangement_events(piece, arr, cfg.clip_seconds, rng)
+    labels = arr.labels(piece)
+    if flip_mode:
+        events = parallel_mode_events(events, (piece.tonic_pc + arr.transpose) % 12,
+                                      labels["mode"])
+        labels["mode"] = "minor" if labels["mode"] == "major" else "major"
     audio, _ = render_clip(events_to_midi(events, arr.bpm), cfg.clip_seconds,
                            cfg.sample_rate, cfg.loudness_lufs)
-    labels = arr.labels(piece)
     labels["n_notes"] = int((~events["is_drum"]).sum())
     return audio, events, labels, rng
 
 
 def _variant_unit(ref: Any, clips: list[dict[str, Any]], cfg: DataConfig, root: str,
-                  variants: int, seed: int, min_change: float) -> dict[str, Any]:
+                  variants: int, seed: int, min_change: float, kind: str = "tempo"
+                  ) -> dict[str, Any]:
     """Renders the variants of one piece's train clips. Runs in a worker process."""
     from musicrl.audio import rms_dbfs
     from musicrl.data.arrange import style_bpm_range
@@ -156,17 +193,22 @@ def _variant_unit(ref: Any, clips: list[dict[str, Any]], cfg: DataConfig, root: 
             rec["reason"] = (f"{src['id']}: the arrangement does not reproduce "
                              f"(bpm {arr.bpm} vs {src['labels']['bpm']})")
             continue
-        brng = np.random.default_rng([seed, _stable_hash(src["id"]), 1])
-        for k, bpm in enumerate(variant_bpms(arr.bpm, lo, hi, variants, min_change, brng)):
-            audio, events, labels, rng = render_clip_at(piece, ref, cfg, j, bpm)
+        if kind == "mode":
+            todo = [(f"{src['id']}-m0", None, True)]
+        else:
+            brng = np.random.default_rng([seed, _stable_hash(src["id"]), 1])
+            todo = [(f"{src['id']}-v{k}", bpm, False) for k, bpm in
+                    enumerate(variant_bpms(arr.bpm, lo, hi, variants, min_change, brng))]
+        for cid, bpm, flip in todo:
+            audio, events, labels, rng = render_clip_at(piece, ref, cfg, j, bpm, flip)
             if labels["n_notes"] < 4 or rms_dbfs(audio) < -50:
                 continue
-            cid = f"{src['id']}-v{k}"
+            what = f" in {labels['mode']}" if flip else f" @ {bpm} bpm"
             rec["clips"].append({
                 "id": cid, "duration": cfg.clip_seconds,
                 "captions": make_captions(labels, cfg.captions_per_clip, rng),
-                "tags": make_tags(labels), "labels": {**labels, "tempo_variant_of": src["id"]},
-                "piece": ref.id, "source": src["source"] + f" @ {bpm} bpm",
+                "tags": make_tags(labels), "labels": {**labels, VARIANT_OF[kind]: src["id"]},
+                "piece": ref.id, "source": src["source"] + what,
                 **write_clip_files(out, ref.id, cid, audio, events, cfg.sample_rate),
             })
     return rec
@@ -176,9 +218,25 @@ def tempo_variants(source: str | os.PathLike, root: str | os.PathLike, *, varian
                    seed: int = 0, min_change: float = 0.1, workers: int = 0,
                    progress: bool = True) -> VariantsReport:
     """Renders ``variants`` other-tempo versions of each train clip of ``source`` into ``root``."""
+    return _make_variants(source, root, "tempo", variants=variants, seed=seed,
+                          min_change=min_change, workers=workers, progress=progress)
+
+
+def mode_variants(source: str | os.PathLike, root: str | os.PathLike, *, workers: int = 0,
+                  progress: bool = True) -> VariantsReport:
+    """Renders each train clip of ``source`` in its parallel mode into ``root``."""
+    return _make_variants(source, root, "mode", variants=1, seed=0, min_change=0.1,
+                          workers=workers, progress=progress)
+
+
+def _make_variants(source: str | os.PathLike, root: str | os.PathLike, kind: str, *,
+                   variants: int, seed: int, min_change: float, workers: int,
+                   progress: bool) -> VariantsReport:
     from tqdm import tqdm
 
     t0 = time.time()
+    if kind not in KINDS:
+        raise TempoVariantsError(f"variant kind must be one of {KINDS}, got {kind!r}")
     if variants < 1:
         raise TempoVariantsError(f"variants must be ≥ 1, got {variants}")
     if not 0.0 < min_change < 1.0:
@@ -201,18 +259,18 @@ def tempo_variants(source: str | os.PathLike, root: str | os.PathLike, *, varian
                                  f"catalogue (e.g. {sorted(missing)[0]}): another music21 version?")
     opts = {"source": str(source), "source_manifest": sha256_bytes(
         (source / BUNDLED_MANIFEST).read_bytes()), "variants": variants, "seed": seed,
-        "min_change": min_change}
+        "min_change": min_change, **({"kind": kind} if kind != "tempo" else {})}
     root.mkdir(parents=True, exist_ok=True)
     info = root / INFO
     if info.exists():
         old = json.loads(info.read_text())
-        if {k: old.get(k) for k in opts} != opts:
+        if {k: old.get(k) for k in opts} != opts or old.get("kind", "tempo") != kind:
             raise TempoVariantsError(
                 f"{root} holds variants made with other options ({ {k: old.get(k) for k in opts} });"
                 " choose another --root")
     else:
         write_text_atomic(info, json.dumps(opts, indent=1))
-    report = VariantsReport(str(root), pieces=len(refs))
+    report = VariantsReport(str(root), pieces=len(refs), kind=kind)
     records: dict[str, dict[str, Any]] = {}
     todo = []
     for ref in refs:
@@ -228,8 +286,8 @@ def tempo_variants(source: str | os.PathLike, root: str | os.PathLike, *, varian
         records[rec["piece"]] = rec
         bar.update(1)
 
-    args = (cfg, str(root), variants, seed, min_change)
-    bar = tqdm(total=len(refs), initial=len(records), unit="piece", desc="tempo variants",
+    args = (cfg, str(root), variants, seed, min_change, kind)
+    bar = tqdm(total=len(refs), initial=len(records), unit="piece", desc=f"{kind} variants",
                disable=not progress, dynamic_ncols=True)
     try:
         n = workers or os.cpu_count() or 1
@@ -256,16 +314,30 @@ def tempo_variants(source: str | os.PathLike, root: str | os.PathLike, *, varian
     return report
 
 
-def held_out_twins(root: str | os.PathLike, split: str = "valid", *, max_clips: int = 80,
-                   drums_only: bool = True, seed: int = 7, progress: bool = True
-                   ) -> list[dict[str, Any]]:
-    """Each clip of a held-out split, and the same arrangement at another tempo.
+def variant_groups(root: str | os.PathLike) -> dict[str, list[Clip]]:
+    """{source clip id: its variants} of a tempo- or mode-variants root."""
+    from musicrl.data.manifest import load_clips
 
-    For evaluation (never written to disk): per clip with drums (where tempo is audible
-    and the beat tracker trustworthy), a second rendering at a tempo drawn as the tempo
-    variants draw theirs (the style's range, ≥ 10 % away). Returns dicts with ``id``,
-    ``wav`` (the built clip, the new rendering), ``captions`` (the clip's, and as many
-    written from the new labels) and ``bpm`` (old, new).
+    groups: dict[str, list[Clip]] = {}
+    for c in load_clips(root):
+        src = next((c.labels[k] for k in VARIANT_OF.values() if c.labels.get(k)), None)
+        if src:
+            groups.setdefault(src, []).append(c)
+    return dict(sorted(groups.items()))
+
+
+def held_out_twins(root: str | os.PathLike, split: str = "valid", *, max_clips: int = 80,
+                   drums_only: bool | None = None, seed: int = 7, progress: bool = True,
+                   kind: str = "tempo") -> list[dict[str, Any]]:
+    """Each clip of a held-out split, and the same arrangement at another tempo (or, with
+    ``kind="mode"``, in the parallel mode).
+
+    For evaluation (never written to disk): per clip — for tempo, clips with drums only
+    (where tempo is audible and the beat tracker trustworthy), unless ``drums_only`` says
+    otherwise — a second rendering at a tempo drawn as the tempo variants draw theirs (the
+    style's range, ≥ 10 % away), or in the other mode. Returns dicts with ``id``, ``wav``
+    (the built clip, the new rendering), ``captions`` (the clip's, and as many written
+    from the new labels), ``bpm`` and ``mode`` (old, new).
     """
     from tqdm import tqdm
 
@@ -276,6 +348,9 @@ def held_out_twins(root: str | os.PathLike, split: str = "valid", *, max_clips: 
     from musicrl.data.manifest import load_clips
     from musicrl.data.scores import parse_piece
 
+    if kind not in KINDS:
+        raise TempoVariantsError(f"variant kind must be one of {KINDS}, got {kind!r}")
+    drums_only = kind == "tempo" if drums_only is None else drums_only
     cfg = source_config(root)
     refs = {u.id: u for u in plan_units(cfg)}
     clips = [c for c in load_clips(root, splits=[split])
@@ -283,20 +358,24 @@ def held_out_twins(root: str | os.PathLike, split: str = "valid", *, max_clips: 
     clips = clips[:max_clips] if max_clips else clips
     pieces: dict = {}
     out: list[dict[str, Any]] = []
-    for c in tqdm(clips, desc="render second tempo", unit="clip", disable=not progress):
+    for c in tqdm(clips, desc=f"render second {kind}", unit="clip", disable=not progress):
         if c.piece not in pieces:
             pieces[c.piece] = parse_piece(refs[c.piece], cfg.max_piece_quarters)
         piece, ref = pieces[c.piece], refs[c.piece]
-        new = variant_bpms(c.labels["bpm"], *style_bpm_range(ref.style, (cfg.bpm_min,
-                                                                        cfg.bpm_max)),
-                           1, 0.1, np.random.default_rng([seed, len(out)]))
-        if not new:
-            continue
         j = int(c.id.rsplit("-", 1)[1])
-        wav_b, _, labels_b, rng = render_clip_at(piece, ref, cfg, j, new[0])
+        if kind == "mode":
+            wav_b, _, labels_b, rng = render_clip_at(piece, ref, cfg, j, None, flip_mode=True)
+        else:
+            new = variant_bpms(c.labels["bpm"], *style_bpm_range(ref.style, (cfg.bpm_min,
+                                                                            cfg.bpm_max)),
+                               1, 0.1, np.random.default_rng([seed, len(out)]))
+            if not new:
+                continue
+            wav_b, _, labels_b, rng = render_clip_at(piece, ref, cfg, j, new[0])
         wav_a = load_audio(Path(root) / c.path, cfg.sample_rate)
         out.append({"id": c.id, "wav": (wav_a, wav_b),
                     "captions": (list(c.captions),
                                  make_captions(labels_b, len(c.captions), rng)),
-                    "bpm": (c.labels["bpm"], new[0])})
+                    "bpm": (c.labels["bpm"], labels_b["bpm"]),
+                    "mode": (c.labels["mode"], labels_b["mode"])})
     return out

@@ -138,31 +138,34 @@ def test_codebook_conditioning_carries_its_mulan_and_the_bundle_checks_it(lm_dat
 
 
 def test_extra_data_joins_the_training_stream_only(lm_data, tmp_path):
-    """extra_data (tempo variants): its clips join the train batches, never the valid ones,
-    and a cache made by other tokenizers is refused."""
+    """extra_data (tempo and mode variants, comma-separated): their clips join the train
+    batches, never the valid ones, and a cache made by other tokenizers is refused."""
     from musicrl.data.manifest import load_clips
-    from musicrl.data.variants import tempo_variants
+    from musicrl.data.variants import mode_variants, tempo_variants
     from musicrl.lm.data import LMDataError
     from training.lm import load_stage_data
 
     root, work, bundle = lm_data
-    extra = tmp_path / "tempo"
+    extra, modes = tmp_path / "tempo", tmp_path / "mode"
     tempo_variants(root, extra, variants=1, workers=1, progress=False)
-    tokenize_corpus(extra, extra / "tokens", codec_path=str(bundle / "codec"),
-                    semantic_path=str(work / "sem" / "weights"), progress=False)
+    mode_variants(root, modes, workers=1, progress=False)
+    for r in (extra, modes):
+        tokenize_corpus(r, r / "tokens", codec_path=str(bundle / "codec"),
+                        semantic_path=str(work / "sem" / "weights"), progress=False)
     base = _cfg(lm_data, tmp_path / "w")
-    cfg = _cfg(lm_data, tmp_path / "w", extra=[f"extra_data={extra}"])
-    n_extra = len(load_clips(extra))
-    assert n_extra > 0
+    cfg = _cfg(lm_data, tmp_path / "w", extra=[f"extra_data={extra}, {modes}"])
+    n_extra = len(load_clips(extra)) + len(load_clips(modes))
+    assert n_extra > len(load_clips(extra)) > 0
     train = load_stage_data(cfg, "train", 0, 2, progress=False)
     assert len(train) == len(load_stage_data(base, "train", 0, 2, progress=False)) + n_extra
     assert {c for c in train.ids if "-v0" in c} == {c.id for c in load_clips(extra)}
+    assert {c for c in train.ids if "-m0" in c} == {c.id for c in load_clips(modes)}
     assert (len(load_stage_data(cfg, "valid", 1, 2, progress=False))
             == len(load_stage_data(base, "valid", 1, 2, progress=False)))
     assert train_lm(cfg, progress=False).exists()
-    index = json.loads((extra / "tokens" / "tokens.json").read_text())
+    index = json.loads((modes / "tokens" / "tokens.json").read_text())
     index["identity"]["semantic"] = "0" * 16
-    (extra / "tokens" / "tokens.json").write_text(json.dumps(index))
+    (modes / "tokens" / "tokens.json").write_text(json.dumps(index))
     with pytest.raises(LMDataError, match="different tokenizers"):
         load_stage_data(cfg, "train", 0, 2, progress=False)
 

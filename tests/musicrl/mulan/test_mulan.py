@@ -272,19 +272,28 @@ def test_numeric_features_grow_from_init_and_freeze_audio_keeps_audio_tokens(tin
 
 def test_tempo_twins_join_the_batch_and_keep_rvq(tiny_corpus, tmp_path):
     """twin_data/twin_pairs: pairs of one passage at two tempi (the first crop of a train
-    clip and of its tempo variant, each with its own caption) join each batch; keep_rvq
-    keeps init='s codebooks bit for bit; bad settings are refused."""
+    clip and of its tempo variant, each with its own caption) join each batch — with a
+    second, mode-variants root, pairs in two modes too, each pair differing in one
+    attribute; keep_rvq keeps init='s codebooks bit for bit; bad settings are refused."""
     from musicrl.data.loader import read_crop
     from musicrl.data.manifest import load_clips
-    from musicrl.data.variants import tempo_variants
-    from training.mulan import tempo_twin_groups, twin_batch
+    from musicrl.data.variants import mode_variants, tempo_variants
+    from training.mulan import twin_batch, twin_groups
 
     data_cfg, _ = tiny_corpus
-    extra = tmp_path / "tempo"
+    extra, modes = tmp_path / "tempo", tmp_path / "mode"
     tempo_variants(data_cfg.root, extra, variants=1, workers=1, progress=False)
+    mode_variants(data_cfg.root, modes, workers=1, progress=False)
     train = load_clips(data_cfg.root, splits=["train"])
-    groups = tempo_twin_groups(data_cfg.root, train, str(extra))
+    groups = twin_groups(data_cfg.root, train, str(extra))
     assert groups and all(len(g) == 2 for g in groups)
+    both = twin_groups(data_cfg.root, train, f"{extra}, {modes}")
+    assert len(both) == len(groups) + len(load_clips(modes))
+    for g in both:                               # one attribute differs within a group
+        (_, _, a), (_, _, b) = g
+        assert (a["bpm"] != b["bpm"]) != (a["mode"] != b["mode"])
+    with pytest.raises(ValueError, match="no variants"):
+        twin_groups(data_cfg.root, train, f"{extra},{data_cfg.root}")
     n = presets_of(MulanConfig)["tiny"].crop_samples
     wav, caps, labels = twin_batch(groups, 3, n, np.random.default_rng(0))
     assert wav.shape == (6, n) and len(caps) == len(labels) == 6
@@ -302,7 +311,7 @@ def test_tempo_twins_join_the_batch_and_keep_rvq(tiny_corpus, tmp_path):
     m0, _ = load_mulan(w0)
     ft = resolve(MulanTrainConfig, "tiny", [
         f"data_root={data_cfg.root}", f"loop.workdir={tmp_path / 'ft'}", "loop.steps=2",
-        "loop.ckpt_every=2", "eval_every=2", f"init={w0}", f"twin_data={extra}",
+        "loop.ckpt_every=2", "eval_every=2", f"init={w0}", f"twin_data={extra},{modes}",
         "twin_pairs=2", "keep_rvq=true", "lr=1e-2"])
     m1, meta = load_mulan(train_mulan(ft, progress=False))
     assert meta["report"]["rvq_kept_from"] == str(w0)
