@@ -194,6 +194,7 @@ def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
                     progress: bool = True, text_prob: float | None = None):
     """TokenBatches of a split (MuLan tokens computed and cached on first use)."""
     from musicrl.data.tokens import load_tokens
+    from musicrl.data.variants import split_roots
     from musicrl.lm.data import (
         LMDataError,
         TokenBatches,
@@ -207,7 +208,7 @@ def load_stage_data(cfg: LMTrainConfig, split: str, seed: int, batch_size: int,
     if twin and (cfg.model.stage != "semantic" or not cfg.extra_data):
         raise LMDataError("twin_pairs > 0 (the prefix-contrast loss) needs stage=semantic and "
                           "extra_data=<a root made by `musicrl data tempo-variants`>")
-    extra = [r.strip() for r in cfg.extra_data.split(",") if r.strip()]
+    extra = split_roots(cfg.extra_data)
     if split == "train":
         sources += [(r, str(Path(r) / "tokens")) for r in extra]
     tokens: dict = {}

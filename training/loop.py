@@ -92,12 +92,8 @@ def _scale_paths(name: str, k: float) -> Any:
     def hit(path) -> bool:
         return any(name == getattr(p, "key", getattr(p, "name", None)) for p in path)
 
-    def update(updates, state, params=None):
-        del params
-        return jax.tree_util.tree_map_with_path(
-            lambda path, u: u * k if hit(path) else u, updates), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+    return optax.stateless(lambda updates, params: jax.tree_util.tree_map_with_path(
+        lambda path, u: u * k if hit(path) else u, updates))
 
 
 def _cut_log(path: Path, step: int) -> None:

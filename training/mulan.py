@@ -246,11 +246,11 @@ def twin_groups(data_root: str, train_clips, twin_data: str) -> list[list[tuple]
     """Groups [(audio path, captions, labels), …] of a train clip and its variants, per
     variants root of ``twin_data`` (comma-separated: tempo and mode variants give groups of
     their own, so a pair differs in one attribute)."""
-    from musicrl.data.variants import variant_groups
+    from musicrl.data.variants import split_roots, variant_groups
 
     src = {c.id: c for c in train_clips}
     out: list[list[tuple]] = []
-    for root in [r.strip() for r in twin_data.split(",") if r.strip()]:
+    for root in split_roots(twin_data):
         groups = [[(Path(data_root) / src[of].path, src[of].captions, dict(src[of].labels))]
                   + [(Path(root) / c.path, c.captions, dict(c.labels)) for c in vs if c.captions]
                   for of, vs in variant_groups(root).items() if of in src]

@@ -58,7 +58,7 @@ from musicrl.errors import MusicrlError
 
 __all__ = ["TempoVariantsError", "VariantsReport", "source_config", "variant_bpms",
            "parallel_mode_events", "render_clip_at", "tempo_variants", "mode_variants",
-           "variant_groups", "held_out_twins"]
+           "split_roots", "variant_groups", "held_out_twins"]
 
 INFO = "variants.json"
 KINDS = ("tempo", "mode")
@@ -69,6 +69,11 @@ _TO_MAJOR = {3: 1, 8: 1, 10: 1}         # … of natural minor → major
 
 class TempoVariantsError(MusicrlError, ValueError):
     """The source corpus cannot be re-rendered (no build.json, edited clips, bad options)."""
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise TempoVariantsError(f"variant kind must be one of {KINDS}, got {kind!r}")
 
 
 def parallel_mode_events(events: np.ndarray, key_pc: int, mode: str) -> np.ndarray:
@@ -235,8 +240,7 @@ def _make_variants(source: str | os.PathLike, root: str | os.PathLike, kind: str
     from tqdm import tqdm
 
     t0 = time.time()
-    if kind not in KINDS:
-        raise TempoVariantsError(f"variant kind must be one of {KINDS}, got {kind!r}")
+    _check_kind(kind)
     if variants < 1:
         raise TempoVariantsError(f"variants must be ≥ 1, got {variants}")
     if not 0.0 < min_change < 1.0:
@@ -259,17 +263,17 @@ def _make_variants(source: str | os.PathLike, root: str | os.PathLike, kind: str
                                  f"catalogue (e.g. {sorted(missing)[0]}): another music21 version?")
     opts = {"source": str(source), "source_manifest": sha256_bytes(
         (source / BUNDLED_MANIFEST).read_bytes()), "variants": variants, "seed": seed,
-        "min_change": min_change, **({"kind": kind} if kind != "tempo" else {})}
+        "min_change": min_change}
     root.mkdir(parents=True, exist_ok=True)
     info = root / INFO
     if info.exists():
-        old = json.loads(info.read_text())
+        old = json.loads(info.read_text())          # roots made before mode variants: tempo
         if {k: old.get(k) for k in opts} != opts or old.get("kind", "tempo") != kind:
             raise TempoVariantsError(
                 f"{root} holds variants made with other options ({ {k: old.get(k) for k in opts} });"
                 " choose another --root")
     else:
-        write_text_atomic(info, json.dumps(opts, indent=1))
+        write_text_atomic(info, json.dumps({**opts, "kind": kind}, indent=1))
     report = VariantsReport(str(root), pieces=len(refs), kind=kind)
     records: dict[str, dict[str, Any]] = {}
     todo = []
@@ -314,6 +318,11 @@ def _make_variants(source: str | os.PathLike, root: str | os.PathLike, kind: str
     return report
 
 
+def split_roots(spec: str) -> list[str]:
+    """The corpus roots of a comma-separated option (``extra_data=``, ``twin_data=``)."""
+    return [r.strip() for r in spec.split(",") if r.strip()]
+
+
 def variant_groups(root: str | os.PathLike) -> dict[str, list[Clip]]:
     """{source clip id: its variants} of a tempo- or mode-variants root."""
     from musicrl.data.manifest import load_clips
@@ -348,8 +357,7 @@ def held_out_twins(root: str | os.PathLike, split: str = "valid", *, max_clips: 
     from musicrl.data.manifest import load_clips
     from musicrl.data.scores import parse_piece
 
-    if kind not in KINDS:
-        raise TempoVariantsError(f"variant kind must be one of {KINDS}, got {kind!r}")
+    _check_kind(kind)
     drums_only = kind == "tempo" if drums_only is None else drums_only
     cfg = source_config(root)
     refs = {u.id: u for u in plan_units(cfg)}
