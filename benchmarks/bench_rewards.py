@@ -1,4 +1,5 @@
-"""Reward throughput: MuLan score, quality (MOS) and diversity embedding, in clips/s, beside
+"""Reward throughput: MuLan score, quality (MOS), diversity embedding and the tempo reward
+(on semantic tokens, no audio needed), in clips/s, beside
 the generator's own clips/s, so one sees whether an RL step is dominated by sampling.
 
     python benchmarks/bench_rewards.py [--seconds 10] [--batch 16] [--repeats 3]
@@ -30,6 +31,16 @@ def _clips(root: str, n: int, samples: int) -> np.ndarray:
         return np.random.default_rng(0).standard_normal((n, samples)).astype(np.float32) * 0.1
 
 
+def _semantic(root: str, n: int, frames: int) -> np.ndarray:
+    try:
+        from musicrl.data.tokens import load_tokens
+
+        toks = list(load_tokens(Path(root) / "tokens", split="test").values())[:n]
+        return np.stack([np.pad(s[:frames], (0, frames - len(s[:frames]))) for s, _ in toks])
+    except Exception:  # no token cache: the speed does not depend on the content
+        return np.random.default_rng(0).integers(0, 512, (n, frames)).astype(np.int32)
+
+
 def _time(fn, repeats: int) -> float:
     fn()
     ts = []
@@ -56,6 +67,10 @@ def main() -> None:
     from rewards.diversity import DiversityReward
     from rewards.mulan_score import MulanReward
     from rewards.quality import QualityReward
+    from rewards.tempo import TempoReward
+
+    sem = _semantic(args.root, len(wav), int(args.seconds * 25))
+    bpm = np.full(len(wav), 120.0)
 
     for name, make, call in (
             ("MuLan score", lambda: MulanReward(f"{args.assets}/mulan"),
@@ -63,7 +78,9 @@ def main() -> None:
             ("quality (MOS)", lambda: QualityReward(f"{args.assets}/quality"),
              lambda r: r(prompts, wav)),
             ("diversity embedding", lambda: DiversityReward(f"{args.assets}/diversity"),
-             lambda r: r.embed(wav))):
+             lambda r: r.embed(wav)),
+            ("tempo (semantic tokens)", lambda: TempoReward(f"{args.assets}/tempo"),
+             lambda r: r(bpm, sem))):
         try:
             r = make()
         except Exception as e:  # noqa: BLE001 - a missing asset is reported, not fatal

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +32,7 @@ from rewards.diversity import (
     save_diversity,
 )
 from rewards.evaluate import chunk_retrieval, fixed_chunk_pairs, read_clips
-from training.loop import Hook, LoopConfig, adamw_cosine, run_loop
+from training.loop import Hook, LastEval, LoopConfig, SeededBatches, adamw_cosine, run_loop
 
 __all__ = ["DiversityTrainConfig", "train_diversity", "train_step", "ChunkPairs"]
 
@@ -80,21 +79,13 @@ def _two_chunks(x: np.ndarray, c: int, rng: np.random.Generator) -> tuple[np.nda
     return (a, b) if rng.random() < 0.5 else (b, a)
 
 
-class ChunkPairs:
+class ChunkPairs(SeededBatches):
     """Batches of (chunk a, chunk b) of the same clips; the position is the step."""
 
     def __init__(self, audio: list[np.ndarray], chunk: int, batch: int, seed: int):
-        self.audio, self.chunk, self.batch, self.seed, self.step = audio, chunk, batch, seed, 0
+        self.audio, self.chunk, self.batch, self.seed = audio, chunk, batch, seed
 
-    def get_state(self) -> dict[str, Any]:
-        return {"step": self.step}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.step = int(state["step"])
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self.seed, self.step])
-        self.step += 1
+    def make(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         idx = rng.choice(len(self.audio), self.batch, replace=len(self.audio) < self.batch)
         pairs = [_two_chunks(self.audio[i], self.chunk, rng) for i in idx]
         return {"a": np.stack([p[0] for p in pairs]).astype(np.float32),
@@ -152,28 +143,19 @@ def train_diversity(cfg: DiversityTrainConfig, progress: bool = True, command: s
         return train_step(model, optimizer, jnp.asarray(batch["a"]), jnp.asarray(batch["b"]))
 
     hook = _valid_hook(cfg, chunk)
-    last: dict[str, float] = {}
-
-    def keep(s, m):
-        last.clear()
-        last.update(hook.fn(s, m), step=s)
-        return {k: v for k, v in last.items() if k != "step"}
-
+    valid = LastEval(hook.fn) if hook else None
     final = run_loop(cfg.loop, model=model, optimizer=optimizer,
                      batches=ChunkPairs(audio, chunk, cfg.batch_size, cfg.loop.seed),
                      step_fn=step_fn, config=to_dict(cfg),
-                     hooks=[*([Hook(cfg.eval_every, keep)] if hook else []), *extra_hooks],
+                     hooks=[*([Hook(cfg.eval_every, valid)] if valid else []), *extra_hooks],
                      items_per_step=cfg.batch_size, items_name="pairs", progress=progress,
                      desc="diversity")
     out = Path(cfg.loop.workdir) / "weights"
     if final < cfg.loop.steps:
         return out
-    if hook and last.get("step") != final:
-        keep(final, model)
     save_diversity(out, model, meta={
         "train_config": to_dict(cfg), "steps": final, "command": command,
-        "valid": {k: v for k, v in last.items() if k != "step"},
+        "valid": valid.at(final, model) if valid else {},
         "wall_seconds_this_session": round(time.time() - t0, 1)})
-    print(f"diversity weights: {out}  valid: " + ", ".join(
-        f"{k}={v:.3f}" for k, v in last.items() if k != "step"))
+    print(f"diversity weights: {out}  valid: {valid.summary() if valid else '—'}")
     return out

@@ -30,8 +30,10 @@ import numpy as np
 
 from musicrl.checkpoint import Checkpointer
 from musicrl.config import opt
+from musicrl.errors import MusicrlError
 
-__all__ = ["LoopConfig", "BatchSource", "Hook", "run_loop", "read_metrics", "adamw_cosine"]
+__all__ = ["LoopConfig", "BatchSource", "Hook", "run_loop", "read_metrics", "adamw_cosine",
+           "ResumeError", "config_changes", "SeededBatches", "LastEval"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +50,50 @@ class BatchSource(Protocol):
     def __next__(self) -> dict[str, Any]: ...
     def get_state(self) -> dict[str, Any]: ...
     def set_state(self, state: dict[str, Any]) -> None: ...
+
+
+class SeededBatches:
+    """A batch source whose batch i is a pure function of (seed, i), so its position is the
+    step alone and a resumed run sees exactly the batches an uninterrupted one would.
+    Subclasses set ``self.seed`` and implement :meth:`make`."""
+
+    seed: int = 0
+    step: int = 0
+
+    def make(self, rng: np.random.Generator) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def get_state(self) -> dict[str, Any]:
+        return {"step": self.step}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+
+    def __next__(self) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, self.step])
+        self.step += 1
+        return self.make(rng)
+
+
+class LastEval:
+    """An evaluation ``fn(step, model) -> metrics`` as a hook function that remembers its
+    latest result, so a trainer can export the final metrics with its weights
+    (:meth:`at` evaluates once more only if the last evaluation was at another step)."""
+
+    def __init__(self, fn: Callable[[int, Any], dict[str, float]]):
+        self.fn, self.step, self.metrics = fn, None, {}
+
+    def __call__(self, step: int, model: Any) -> dict[str, float]:
+        self.metrics, self.step = dict(self.fn(step, model)), step
+        return self.metrics
+
+    def at(self, step: int, model: Any) -> dict[str, float]:
+        if self.step != step:
+            self(step, model)
+        return self.metrics
+
+    def summary(self) -> str:
+        return ", ".join(f"{k}={v:.3f}" for k, v in self.metrics.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +142,38 @@ def _scale_paths(name: str, k: float) -> Any:
         lambda path, u: u * k if hit(path) else u, updates))
 
 
+class ResumeError(MusicrlError, ValueError):
+    """A work dir's checkpoint was made with other settings than the run resuming it."""
+
+
+# Settings that may change when a run is resumed: how long it runs and how often it logs,
+# evaluates and checkpoints. Anything else would silently mix two runs.
+_RESUMABLE = ("steps", "log_every", "ckpt_every", "keep_checkpoints", "eval_every",
+              "eval_batches", "valid_clips", "valid_samples", "workdir")
+
+
+def config_changes(saved: dict | None, config: dict) -> list[str]:
+    """``"key: saved → now"`` for each setting (dotted path) that differs between a
+    checkpoint's config and the resuming run's, except :data:`_RESUMABLE` ones. An old
+    checkpoint without a config gives no changes."""
+    if not isinstance(saved, dict):
+        return []
+
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {prefix: d}
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}."))
+        return out
+
+    a = {k.rstrip("."): v for k, v in flat(saved).items()}
+    b = {k.rstrip("."): v for k, v in flat(json.loads(json.dumps(config))).items()}  # as saved
+    return [f"{k}: {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}"
+            for k in sorted(set(a) | set(b))
+            if k.rsplit(".", 1)[-1] not in _RESUMABLE and a.get(k) != b.get(k)]
+
+
 def _cut_log(path: Path, step: int) -> None:
     """Drops log lines past ``step`` (written after the checkpoint we resume from)."""
     if not path.exists():
@@ -132,16 +210,23 @@ def run_loop(cfg: LoopConfig, *, model: Any, optimizer: Any, batches: BatchSourc
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "metrics.jsonl"
-    (workdir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=cfg.keep_checkpoints)
     step = 0
     if ckpt.latest_step() is not None:
         extra = ckpt.restore(model=model, optimizer=optimizer)
+        changed = config_changes(extra.get("config"), config)
+        if changed:
+            raise ResumeError(
+                f"{workdir} holds a run made with other settings ({'; '.join(changed[:6])}"
+                f"{' …' if len(changed) > 6 else ''}); resuming would mix the two. Rerun with "
+                "the same settings (only loop.steps and the log/eval/checkpoint cadence may "
+                "change on resume), or pass a new loop.workdir")
         step = int(extra["step"])
         if "loader" in extra:
             batches.set_state(extra["loader"])
         _cut_log(log_path, step)
         print(f"resumed from {workdir} at step {step}")
+    (workdir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     if on_start is not None:
         on_start(step)
 

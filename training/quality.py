@@ -46,7 +46,7 @@ from rewards.quality import (
     score_batched,
 )
 from rewards.ratings import load_ratings, read_rating_audio
-from training.loop import Hook, LoopConfig, adamw_cosine, run_loop
+from training.loop import Hook, LastEval, LoopConfig, SeededBatches, adamw_cosine, run_loop
 
 __all__ = ["QualityTrainConfig", "train_quality", "train_step", "DegradationBatches",
            "RatingBatches"]
@@ -118,21 +118,15 @@ def _codec(cfg: QualityTrainConfig) -> Any:
 # Batches
 # ----------------------------------------------------------------------------
 
-class DegradationBatches:
+class DegradationBatches(SeededBatches):
     """Versions of train clips; the position is the step (each step's draw is seeded)."""
 
     def __init__(self, data: degrade.DegradedSet, cfg: QualityTrainConfig):
-        self.data, self.cfg, self.step = data, cfg, 0
+        self.data, self.cfg, self.seed = data, cfg, cfg.loop.seed
         self.by_family: dict[str, list[degrade.Setting]] = {}
         for s in data.settings.values():
             self.by_family.setdefault(s.family, []).append(s)
         self.fam_index = {f: i for i, f in enumerate(degrade.FAMILIES)}
-
-    def get_state(self) -> dict[str, Any]:
-        return {"step": self.step}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.step = int(state["step"])
 
     def _jitter(self, s: degrade.Setting, rng: np.random.Generator) -> degrade.Setting:
         if not self.cfg.continuous or s.family in degrade.CODEC_FAMILIES:
@@ -144,9 +138,7 @@ class DegradationBatches:
             return self.data.versions[s.key][i]
         return degrade.apply_cheap(self.data.clean[i], s, rng)
 
-    def __next__(self) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self.cfg.loop.seed, self.step])
-        self.step += 1
+    def make(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         g = self.cfg.versions_per_clip
         fams = list(self.by_family)
         wav, group, fam, sev = [], [], [], []
@@ -168,23 +160,14 @@ class DegradationBatches:
                 "severity": sev_a, "better": better_matrix(fam_a, sev_a)}
 
 
-class RatingBatches:
+class RatingBatches(SeededBatches):
     """Random crops of rated clips; the position is the step."""
 
     def __init__(self, audio: list[np.ndarray], ratings: np.ndarray, n: int, batch: int,
                  seed: int):
         self.audio, self.ratings, self.n, self.batch, self.seed = audio, ratings, n, batch, seed
-        self.step = 0
 
-    def get_state(self) -> dict[str, Any]:
-        return {"step": self.step}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.step = int(state["step"])
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self.seed, self.step])
-        self.step += 1
+    def make(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         idx = rng.choice(len(self.audio), self.batch, replace=len(self.audio) < self.batch)
         return {"wav": np.stack([_crop(self.audio[i], self.n, rng) for i in idx]),
                 "rating": self.ratings[idx].astype(np.float32)}
@@ -313,29 +296,21 @@ def train_quality(cfg: QualityTrainConfig, progress: bool = True, command: str =
                              total_steps=cfg.loop.steps, weight_decay=cfg.weight_decay,
                              grad_clip=cfg.grad_clip)
     hook = _valid_hook(cfg, codec)
-    last: dict[str, float] = {}
-
-    def keep(step, m):
-        last.clear()
-        last.update(hook.fn(step, m), step=step)
-        return {k: v for k, v in last.items() if k != "step"}
+    valid = LastEval(hook.fn)
 
     final = run_loop(cfg.loop, model=model, optimizer=optimizer, batches=batches,
                      step_fn=_make_step(cfg, False), config=to_dict(cfg),
-                     hooks=[Hook(cfg.eval_every, keep), *extra_hooks],
+                     hooks=[Hook(cfg.eval_every, valid), *extra_hooks],
                      items_per_step=cfg.batch_clips * cfg.versions_per_clip * cfg.crop_seconds,
                      items_name="audio_s", progress=progress, desc="quality")
     out = Path(cfg.loop.workdir) / "weights"
     if final < cfg.loop.steps:
         return out
-    if last.get("step") != final:
-        keep(final, model)
     save_quality(out, model, meta={
         "train_config": to_dict(cfg), "steps": final, "command": command,
-        "valid": {k: v for k, v in last.items() if k != "step"},
+        "valid": valid.at(final, model),
         "wall_seconds_this_session": round(time.time() - t0, 1)})
-    print(f"quality weights: {out}  valid: " + ", ".join(
-        f"{k}={v:.3f}" for k, v in last.items() if k != "step"))
+    print(f"quality weights: {out}  valid: {valid.summary()}")
     return out
 
 

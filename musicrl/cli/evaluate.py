@@ -193,6 +193,36 @@ def _cmd_eval_diversity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_eval_tempo(args: argparse.Namespace) -> int:
+    from rewards.tempo import TempoError, evaluate_tempo, load_tempo
+
+    try:
+        model, meta = load_tempo(args.weights)
+        seconds = [float(s) for s in args.seconds.split(",")]
+    except ValueError as e:
+        raise UserError(f"--seconds {args.seconds!r}: {e}" if "could not convert" in str(e)
+                        else str(e)) from None
+    out = Path(args.out or Path("runs/eval") / f"tempo-{args.split}")
+    command = (f"musicrl eval tempo --weights {args.weights} --root {args.root} --split "
+               f"{args.split} --seconds {args.seconds} --out {out}")
+    try:
+        rep = evaluate_tempo(model, args.root, args.split, seconds, out=out,
+                             meta={"weights": str(args.weights), "command": command,
+                                   "steps": meta.get("steps")})
+    except TempoError as e:
+        raise UserError(str(e)) from None
+    print(f"tempo model {args.weights} (step {meta.get('steps', '?')}): BPM within 8 % of the "
+          f"label from the first S seconds of semantic tokens, {rep['clips']} {args.split} "
+          f"clips ({rep['clips_drums']} with drums)\n")
+    print("| first S | all | chance | with drums | chance |\n|---|---|---|---|---|")
+    for s, v in rep["by_seconds"].items():
+        print(f"| {s} s | {v['within_8pct']:.3f} | {v['chance']:.3f} | "
+              f"{v.get('within_8pct_drums', float('nan')):.3f} | "
+              f"{v.get('chance_drums', float('nan')):.3f} |")
+    print(f"\nreport: {out / 'report.json'}; plot: {out / 'tempo.png'}")
+    return EXIT_OK
+
+
 def _cmd_eval_generate(args: argparse.Namespace) -> int:
     from musicrl.evaluation.generation import evaluate_generation, format_table, write_report
     from musicrl.pipeline import Pipeline
@@ -226,7 +256,7 @@ def _cmd_eval_generate(args: argparse.Namespace) -> int:
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate a model and write a report (JSON, PNG plots)")
-    esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="{codec,estimators,mulan,fad,quality,diversity,generate}")
+    esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="{codec,estimators,mulan,fad,quality,diversity,tempo,generate}")
     c = esub.add_parser(
         "codec", help="the codec on held-out clips beside Opus: mel/STFT/SI-SDR, code usage",
         description="Encodes and decodes every clip of a split with 1, 2, 4 and 8 RVQ levels and "
@@ -307,6 +337,24 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                     help="report folder (default runs/eval/diversity-SPLIT)")
     de.add_argument("--quiet", action="store_true", help="(accepted for symmetry)")
     de.set_defaults(func=_cmd_eval_diversity)
+    te = esub.add_parser(
+        "tempo", help="the tempo reward model: BPM within 8 % from semantic tokens of real clips",
+        description="Reads the BPM of the first S seconds of every clip's semantic tokens "
+                    "and scores it against the labelled BPM (within 8 %), for all clips and "
+                    "those with drums, beside permutation chance (the same predictions "
+                    "scored against the other clips' labels). Writes report.json and "
+                    "tempo.png to --out.")
+    te.add_argument("--weights", default="assets/small/tempo",
+                    help="tempo weights folder or training work dir")
+    te.add_argument("--root", default="data/small",
+                    help="data root with a token cache at ROOT/tokens (default data/small)")
+    te.add_argument("--split", default="test", choices=("valid", "test"),
+                    help="clips (default test)")
+    te.add_argument("--seconds", default="4,10",
+                    help="comma-separated lengths S read from each clip's start (default 4,10)")
+    te.add_argument("--out", default=None, help="report folder (default runs/eval/tempo-SPLIT)")
+    te.add_argument("--quiet", action="store_true", help="(accepted for symmetry)")
+    te.set_defaults(func=_cmd_eval_tempo)
     m = esub.add_parser(
         "mulan", help="MuLan: retrieval R@1/R@10, zero-shot attributes, free-form prompts, RVQ",
         description="Embeds every clip of a split (windows averaged) and its captions, and "

@@ -52,3 +52,46 @@ def test_lr_mult_scales_one_branch_and_checkpoints(tmp_path):
     np.testing.assert_allclose(moved[10.0]["music"], 10 * moved[1.0]["music"], rtol=1e-5)
     np.testing.assert_array_equal(moved[10.0]["body"], moved[1.0]["body"])
     assert np.abs(moved[1.0]["music"]).max() > 0
+
+
+class _Batches:
+    def __init__(self):
+        self.i = 0
+
+    def __next__(self):
+        self.i += 1
+        return {"x": np.full((3, 4), self.i, np.float32)}
+
+    def get_state(self):
+        return {"i": self.i}
+
+    def set_state(self, state):
+        self.i = int(state["i"])
+
+
+def test_resume_refuses_a_run_with_other_settings(tmp_path):
+    """A work dir's checkpoint resumes only under the same settings: more steps or another
+    log cadence are fine, another learning rate is refused (it would mix two runs), and
+    the refused attempt leaves the saved config.json alone."""
+    import json
+
+    import pytest
+
+    from training.loop import LoopConfig, ResumeError, config_changes, run_loop
+
+    def run(steps, lr, log_every=1):
+        model = Net()
+        cfg = LoopConfig(workdir=str(tmp_path / "w"), steps=steps, log_every=log_every,
+                         ckpt_every=2)
+        return run_loop(cfg, model=model, optimizer=_opt(model, 1.0), batches=_Batches(),
+                        step_fn=lambda m, o, b, i: step(m, o, jnp.asarray(b["x"])) or {},
+                        config={"lr": lr, "widths": (1, 2), "loop": {"steps": steps}},
+                        progress=False)
+
+    assert run(2, 1e-2) == 2
+    assert run(4, 1e-2, log_every=2) == 4                  # longer, another cadence: resumes
+    with pytest.raises(ResumeError, match=r"lr: 0\.01 → 0\.02.*new loop.workdir"):
+        run(6, 2e-2)
+    assert json.loads((tmp_path / "w" / "config.json").read_text())["lr"] == 1e-2
+    assert config_changes(None, {"lr": 1}) == []            # old checkpoints: no config
+    assert config_changes({"a": {"b": [1, 2]}}, {"a": {"b": (1, 2)}}) == []
