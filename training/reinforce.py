@@ -194,7 +194,7 @@ class PromptBatches(SeededBatches):
     def make(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         pick = rng.integers(0, len(self.tokens), self.prompts)
         row = rng.integers(0, self.tokens.shape[1], self.prompts)
-        return {"mulan": self.tokens[pick, row], "bpm": self.bpm[pick], "clip": pick}
+        return {"mulan": self.tokens[pick, row], "bpm": self.bpm[pick]}
 
 
 def valid_prompts(root: str, mulan_dir: str, clips: int, samples: int, levels: int,
@@ -243,18 +243,11 @@ def sampled_tempo_metrics(model: StageLM, reward, tokens_rm: np.ndarray, bpm: np
 # The run
 # ----------------------------------------------------------------------------------------
 
-def _load_policy(path: str) -> tuple[StageLM, dict]:
-    from musicrl.lm.io import load_stage
-
-    model, meta = load_stage(path, "semantic")
-    return model, meta
-
-
 def train_rl(cfg: RLConfig, progress: bool = True, command: str = "",
              extra_hooks: tuple[Hook, ...] = ()) -> Path:
     """Finetunes stage S with KL-regularized REINFORCE; returns the exported weights folder."""
     from musicrl.data.variants import split_roots
-    from musicrl.lm.io import save_stage
+    from musicrl.lm.io import load_stage, save_stage
     from musicrl.sampling import Sampler, sample_stage
     from rewards.tempo import TempoReward
 
@@ -265,8 +258,8 @@ def train_rl(cfg: RLConfig, progress: bool = True, command: str = "",
     if not (bundle / "mulan").exists():
         raise RLError(f"{bundle} has no mulan/ folder: pass bundle=<a generator bundle, e.g. "
                       "assets/small>")
-    policy, meta = _load_policy(init)
-    reference, _ = _load_policy(init)
+    policy, meta = load_stage(init, "semantic")
+    reference, _ = load_stage(init, "semantic")      # π_ref: frozen, reloaded on resume
     s_cfg = policy.cfg
     reward = TempoReward(cfg.tempo, width=cfg.reward_width)
     if reward.model.cfg.vocab != s_cfg.vocab:
