@@ -1,4 +1,4 @@
-"""Concurrent vote writing into the preference store (app/store.py): rows, errors, latency.
+"""Concurrent vote writing into the preference store (app/store/): rows, errors, latency.
 
 A program, not a test: it prints a table and never asserts a time.
 

@@ -1,43 +1,18 @@
-"""The preference store (DESIGN §4.3, §11): generations, served pairs, votes and ratings.
-
-:class:`PreferenceStore` is the interface the app codes against, so that a server database
-can replace SQLite later. :class:`SqliteStore` implements it:
-
-* **Durable**: WAL journal, ``synchronous=FULL``; every write is atomic (its own
-  transaction, or its own SAVEPOINT inside a group commit, see :meth:`SqliteStore._transact`)
-  and a method returns only after the COMMIT that holds its row, so an acknowledged write is
-  on disk and a crash (even SIGKILL or power loss) never leaves half a write.
-* **Votes exactly once**: a vote must reference a pair this browser session was served;
-  ``votes.pair_id`` is UNIQUE, so a second vote is refused by the database itself.
-  Refusals raise :class:`VoteError` (user-facing message, ``reason`` code) and store nothing.
-* **Versioned schema**: the ``schema_version`` table holds the version; :data:`MIGRATIONS`
-  are applied in order, each in its own transaction, when an older file is opened; a file
-  from a newer musicrl is refused with :class:`SchemaError`.
-* **Thread-safe**: one connection per thread; writes are serialised by a lock in the
-  process and by SQLite's write lock across processes.
-* **Audio content-addressed**: ``put_audio`` encodes 16-bit FLAC, names it by the SHA-256
-  of the encoded bytes (``<audio_dir>/<id[:2]>/<id>.flac``), writes it atomically (temp
-  file, fsync, rename, fsync of the folder) and never writes the same clip twice.
-* **Private**: browser session ids are kept only as an HMAC with a per-database random key
-  (``session_hash``): stable within a database, meaningless outside it.
-"""
+"""The SQLite implementation of the preference store (see :mod:`app.store`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import hmac
 import io
 import json
 import os
-import re
 import secrets
 import sqlite3
 import tempfile
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,287 +21,23 @@ from typing import Any
 import numpy as np
 
 from app.security import TextError, clean_comment
-from musicrl.errors import MusicrlError
+from app.store.base import (
+    _PAIR_ID,
+    AUDIO_SUFFIX,
+    CHOICES,
+    MAX_COMMENT_CHARS,
+    Pair,
+    PreferenceStore,
+    RatingRow,
+    SchemaError,
+    StoreError,
+    Vote,
+    VoteError,
+    VoteRow,
+    is_audio_id,
+)
+from app.store.schema import MIGRATIONS, SCHEMA_VERSION, _split_sql
 
-__all__ = [
-    "AUDIO_SUFFIX",
-    "CHOICES",
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
-    "Pair",
-    "PreferenceStore",
-    "RatingRow",
-    "SchemaError",
-    "SqliteStore",
-    "StoreError",
-    "Vote",
-    "VoteError",
-    "VoteRow",
-    "is_audio_id",
-]
-
-CHOICES = ("a", "b", "tie", "both_bad")
-AUDIO_SUFFIX = ".flac"
-MAX_COMMENT_CHARS = 1000
-_AUDIO_ID = re.compile(r"[0-9a-f]{64}")
-_PAIR_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
-
-
-class StoreError(MusicrlError, ValueError):
-    """The store refused an input or cannot open its files; the message says what to do."""
-
-
-class SchemaError(StoreError):
-    """The database file is not a musicrl store this version can use."""
-
-
-class VoteError(StoreError):
-    """A vote was refused; nothing was stored. ``str(e)`` can be shown to the voter.
-
-    ``reason`` is one of ``unknown_pair``, ``other_session``, ``already_voted``,
-    ``bad_choice``, ``bad_comment``, ``bad_listen_time``.
-    """
-
-    def __init__(self, message: str, reason: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-def is_audio_id(audio_id: object) -> bool:
-    """True iff ``audio_id`` is a well-formed audio id (64 lowercase hex characters)."""
-    return isinstance(audio_id, str) and _AUDIO_ID.fullmatch(audio_id) is not None
-
-
-def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds")
-
-
-# ----------------------------------------------------------------------------
-# Records
-# ----------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Pair:
-    """Two clips for one prompt, served to one browser session (``session_hash``)."""
-
-    id: str
-    session_hash: str
-    prompt: str
-    system_a: str
-    system_b: str
-    audio_a: str
-    audio_b: str
-    settings_a: dict
-    settings_b: dict
-    created: float          # unix seconds (UTC)
-
-
-@dataclasses.dataclass(frozen=True)
-class Vote:
-    """One stored vote."""
-
-    id: int
-    pair_id: str
-    session_hash: str
-    choice: str             # one of CHOICES
-    comment: str | None
-    created: float
-    listen_a: float | None = None   # seconds the voter listened to clip A, if the UI said
-    listen_b: float | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class VoteRow:
-    """A vote joined with its pair: the unit of every export and of the leaderboard."""
-
-    vote_id: int
-    pair_id: str
-    prompt: str
-    system_a: str
-    system_b: str
-    audio_a: str
-    audio_b: str
-    settings_a: dict
-    settings_b: dict
-    choice: str
-    comment: str | None
-    created: float
-    session_hash: str
-    listen_a: float | None
-    listen_b: float | None
-
-    @property
-    def time(self) -> str:
-        """The vote's time as ISO 8601 UTC."""
-        return _iso(self.created)
-
-
-@dataclasses.dataclass(frozen=True)
-class RatingRow:
-    """One 1–5 rating of one clip by one session (the latest, if it was changed)."""
-
-    session_hash: str
-    audio_id: str
-    rating: int
-    prompt: str
-    created: float
-
-
-# ----------------------------------------------------------------------------
-# The interface
-# ----------------------------------------------------------------------------
-
-class PreferenceStore(ABC):
-    """What the app needs from a preference store. See :class:`SqliteStore`."""
-
-    @abstractmethod
-    def put_audio(self, wav: np.ndarray, sample_rate: int) -> str:
-        """Stores a clip ([t] or [t, channels], float in [-1, 1]); returns its id (sha256)."""
-
-    @abstractmethod
-    def audio_path(self, audio_id: str) -> Path:
-        """The file of a clip; raises :class:`StoreError` for a malformed id."""
-
-    @abstractmethod
-    def record_generation(self, system: str, prompt: str, audio_id: str, seconds_audio: float,
-                          seconds_wall: float, session: str, settings: dict) -> str:
-        """Records one generated clip and how long it took; returns the generation id."""
-
-    @abstractmethod
-    def record_pair(self, session: str, prompt: str, system_a: str, system_b: str,
-                    audio_a: str, audio_b: str, settings_a: dict, settings_b: dict) -> str:
-        """Records a pair served to ``session``; returns its random, unguessable id."""
-
-    @abstractmethod
-    def get_pair(self, pair_id: str) -> Pair | None:
-        """The pair, or None if there is none with this id."""
-
-    @abstractmethod
-    def record_vote(self, pair_id: str, session: str, choice: str,
-                    comment: str | None = None, *, listen_a: float | None = None,
-                    listen_b: float | None = None) -> Vote:
-        """Stores the one vote on a pair or raises :class:`VoteError` (storing nothing)."""
-
-    @abstractmethod
-    def record_rating(self, session: str, audio_id: str, rating: int, prompt: str) -> None:
-        """Stores a 1–5 rating of a clip by a session (a later one replaces it)."""
-
-    @abstractmethod
-    def votes(self) -> list[VoteRow]:
-        """All votes joined with their pairs, oldest first."""
-
-    @abstractmethod
-    def ratings(self) -> list[RatingRow]:
-        """All ratings, oldest first."""
-
-    @abstractmethod
-    def counts_by_system_day(self) -> list[dict]:
-        """Per UTC day and system: ``generations``, ``pairs`` served, ``votes``."""
-
-    @abstractmethod
-    def generation_speed(self) -> dict[str, dict]:
-        """Per system: ``clips`` and ``rtf`` (seconds of audio per second of wall time)."""
-
-    @abstractmethod
-    def totals(self) -> dict[str, int]:
-        """Row counts: audio, generations, pairs, votes, ratings."""
-
-    @abstractmethod
-    def session_hash(self, session: str) -> str:
-        """The anonymised id under which ``session`` is stored and exported."""
-
-    @abstractmethod
-    def schema_version(self) -> int:
-        """The schema version of the open database."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Releases the store's connections."""
-
-    def __enter__(self) -> PreferenceStore:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-# ----------------------------------------------------------------------------
-# Schema and migrations
-# ----------------------------------------------------------------------------
-
-# Version N of the schema is MIGRATIONS[N - 1] applied on top of version N - 1. Append new
-# migrations; never edit one that has shipped.
-_V1 = """
-CREATE TABLE schema_version (version INTEGER NOT NULL, applied REAL NOT NULL);
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE audio (
-    id TEXT PRIMARY KEY CHECK (length(id) = 64),
-    sample_rate INTEGER NOT NULL,
-    seconds REAL NOT NULL,
-    bytes INTEGER NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE generations (
-    id TEXT PRIMARY KEY,
-    system TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    audio_id TEXT NOT NULL REFERENCES audio(id),
-    seconds_audio REAL NOT NULL,
-    seconds_wall REAL NOT NULL,
-    session_hash TEXT NOT NULL,
-    settings TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE pairs (
-    id TEXT PRIMARY KEY,
-    session_hash TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    system_a TEXT NOT NULL,
-    system_b TEXT NOT NULL,
-    audio_a TEXT NOT NULL REFERENCES audio(id),
-    audio_b TEXT NOT NULL REFERENCES audio(id),
-    settings_a TEXT NOT NULL,
-    settings_b TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE votes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    pair_id TEXT NOT NULL UNIQUE REFERENCES pairs(id),
-    session_hash TEXT NOT NULL,
-    choice TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie', 'both_bad')),
-    comment TEXT,
-    created REAL NOT NULL
-);
-CREATE INDEX generations_created ON generations(created);
-CREATE INDEX pairs_created ON pairs(created);
-"""
-
-# v2: listen times on votes (DESIGN §4.3) and 1-5 clip ratings for the quality model.
-_V2 = """
-ALTER TABLE votes ADD COLUMN listen_a REAL;
-ALTER TABLE votes ADD COLUMN listen_b REAL;
-CREATE TABLE ratings (
-    session_hash TEXT NOT NULL,
-    audio_id TEXT NOT NULL REFERENCES audio(id),
-    rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5),
-    prompt TEXT NOT NULL,
-    created REAL NOT NULL,
-    PRIMARY KEY (session_hash, audio_id)
-);
-CREATE INDEX votes_created ON votes(created);
-"""
-
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def _split_sql(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-# ----------------------------------------------------------------------------
-# SQLite implementation
-# ----------------------------------------------------------------------------
 
 @dataclasses.dataclass(eq=False)
 class _Pending:
