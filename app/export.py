@@ -36,7 +36,6 @@ import datetime as dt
 import io
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any
 
 from app.security import spreadsheet_safe
 from app.store import AUDIO_SUFFIX, PreferenceStore, VoteRow, is_audio_id
+from musicrl.atomic import atomic_path, write_bytes_atomic
 from musicrl.errors import MusicrlError
 
 __all__ = ["COLUMNS", "FORMATS", "ExportError", "ExportReport", "export", "parse_formats"]
@@ -177,48 +177,25 @@ def _parquet(records: list[dict]) -> bytes:
 def _write_into(out_dir: Path, name: str, data: bytes) -> Path:
     """Atomically writes ``out_dir/name`` (``name`` is one of our fixed file names)."""
     assert "/" not in name and "\\" not in name and name not in ("", ".", "..")
-    path = out_dir / name
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; these files are meant to be read
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_bytes_atomic(out_dir / name, data)
 
 
 def _audio_zip(out_dir: Path, store: PreferenceStore, audio_ids: Iterable[str],
                report: ExportReport) -> Path:
     name = _FILES["audio"]
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
-    os.fchmod(fd, 0o644)
-    os.close(fd)
-    try:
-        # FLAC is already compressed: store the entries as they are.
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-            for audio_id in sorted(set(audio_ids)):
-                if not is_audio_id(audio_id):
-                    report.audio_invalid += 1
-                    continue
-                src = store.audio_path(audio_id)
-                if not src.is_file():
-                    report.audio_missing.append(audio_id)
-                    continue
-                z.write(src, arcname=_rel_audio(audio_id))
-                report.audio_files += 1
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out_dir / name)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # FLAC is already compressed: store the entries as they are.
+    with atomic_path(out_dir / name) as tmp, \
+            zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+        for audio_id in sorted(set(audio_ids)):
+            if not is_audio_id(audio_id):
+                report.audio_invalid += 1
+                continue
+            src = store.audio_path(audio_id)
+            if not src.is_file():
+                report.audio_missing.append(audio_id)
+                continue
+            z.write(src, arcname=_rel_audio(audio_id))
+            report.audio_files += 1
     return out_dir / name
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from musicrl.atomic import atomic_path
 from musicrl.errors import MusicrlError
 
 __all__ = [
@@ -136,19 +136,8 @@ def write_wav_atomic(path: str | os.PathLike, x: np.ndarray, sr: int = SAMPLE_RA
     """
     import soundfile as sf
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, np.clip(x, -1.0, 1.0), sr, format="WAV", subtype="PCM_16")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        sf.write(tmp, np.clip(x, -1.0, 1.0), sr, format="WAV", subtype="PCM_16")
 
 
 def map_padded(fn, wav_bn: np.ndarray, batch: int = 32) -> np.ndarray:

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from app.store.base import (
     is_audio_id,
 )
 from app.store.schema import MIGRATIONS, SCHEMA_VERSION, _split_sql
+from musicrl.atomic import write_bytes_atomic
 
 
 @dataclasses.dataclass(eq=False)
@@ -287,7 +287,7 @@ class SqliteStore(PreferenceStore):
         audio_id = hashlib.sha256(data).hexdigest()
         path = self.audio_path(audio_id)
         if not (path.is_file() and path.stat().st_size == len(data)):
-            _write_atomic(path, data)
+            write_bytes_atomic(path, data, sync_dir=True)
         row = (audio_id, int(sample_rate), x.shape[0] / sample_rate, len(data), self._clock())
         self._transact(lambda c: c.execute("INSERT OR IGNORE INTO audio VALUES (?, ?, ?, ?, ?)",
                                            row))
@@ -497,32 +497,3 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, Path):
         return str(v)
     raise TypeError(f"{type(v).__name__} is not JSON-serialisable")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # not supported on this platform: the rename is still atomic
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` via a temp file in the same folder, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; these files are meant to be read
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)

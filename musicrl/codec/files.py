@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from musicrl.atomic import write_bytes_atomic
 from musicrl.audio import SAMPLE_RATE, AudioError, load_audio
 from musicrl.errors import MusicrlError
 
@@ -113,12 +113,6 @@ def decode_file(codec, path: str | os.PathLike, out: str | os.PathLike) -> float
 
 
 def _write_npz_atomic(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buf.getvalue())

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from musicrl.atomic import write_bytes_atomic
 from musicrl.config import to_dict
 from musicrl.data.config import STYLE_NAMES, DataConfig
 from musicrl.data.manifest import (
@@ -63,16 +64,6 @@ def plan_units(cfg: DataConfig) -> list[Any]:
     return units
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_clip_files(root: Path, piece_id: str, clip_id: str, audio: np.ndarray,
                      events: np.ndarray, sample_rate: int) -> dict[str, Any]:
     """Writes a clip's audio (PCM-16 WAV) and note events under ``root`` atomically;
@@ -89,8 +80,8 @@ def write_clip_files(root: Path, piece_id: str, clip_id: str, audio: np.ndarray,
     notes = save_events_bytes(events)
     apath = Path("audio") / piece_id / f"{clip_id}.wav"
     npath = Path("notes") / piece_id / f"{clip_id}.npy"
-    _write_bytes_atomic(root / apath, wav)
-    _write_bytes_atomic(root / npath, notes)
+    write_bytes_atomic(root / apath, wav)
+    write_bytes_atomic(root / npath, notes)
     return {"path": apath.as_posix(), "checksum": sha256_bytes(wav),
             "notes_path": npath.as_posix(), "notes_checksum": sha256_bytes(notes),
             "bytes": len(wav)}
