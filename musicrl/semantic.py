@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from musicrl.atomic import write_text_atomic
 from musicrl.config import opt, register_presets, to_dict
 from musicrl.errors import MusicrlError
 
@@ -592,7 +593,7 @@ def train_semantic(cfg: SemanticConfig, progress: bool = True, command: str | No
             "config": to_dict(cfg), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "metrics": {k: v for k, v in report.items() if k not in ("config", "kmeans_curve")}}
     save_weights(work / "weights", tok, meta=meta)
-    (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomic(work / "report.json", json.dumps(report, indent=2) + "\n")
     if probe is not None:
         plot_probe(probe, work / "probe.png")
     if progress:

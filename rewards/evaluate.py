@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from musicrl.atomic import write_text_atomic
 from rewards import degrade
 
 __all__ = ["evaluate_quality", "format_quality_table", "evaluate_diversity",
@@ -108,7 +109,7 @@ def evaluate_quality(model: Any, root: str, *, codec: Any, split: str = "test",
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
         _plot_quality(report, fams, ss, out / "quality.png")
     return report
 
@@ -271,7 +272,7 @@ def evaluate_diversity(model: Any, root: str, *, split: str = "test", chunk_seco
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
         _plot_diversity(sims, same_piece, out / "diversity.png")
     return report
 

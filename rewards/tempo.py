@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from musicrl.atomic import write_text_atomic
 from musicrl.config import opt, register_presets
 from musicrl.errors import MusicrlError
 
@@ -303,7 +304,7 @@ def evaluate_tempo(model: TempoModel, root: str, split: str = "test",
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=1))
+        write_text_atomic(out / "report.json", json.dumps(report, indent=1))
         _plot_tempo(model, seqs, bpm, drums, report, out / "tempo.png")
     return report
 

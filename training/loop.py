@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
+from musicrl.atomic import write_text_atomic
 from musicrl.checkpoint import Checkpointer
 from musicrl.config import opt
 from musicrl.errors import MusicrlError
@@ -180,7 +181,7 @@ def _cut_log(path: Path, step: int) -> None:
         return
     keep = [line for line in path.read_text().splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(line + "\n" for line in keep))
+    write_text_atomic(path, "".join(line + "\n" for line in keep))
 
 
 def read_metrics(workdir: str | Path) -> list[dict[str, Any]]:
@@ -226,7 +227,7 @@ def run_loop(cfg: LoopConfig, *, model: Any, optimizer: Any, batches: BatchSourc
             batches.set_state(extra["loader"])
         _cut_log(log_path, step)
         print(f"resumed from {workdir} at step {step}")
-    (workdir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    write_text_atomic(workdir / "config.json", json.dumps(config, indent=2, sort_keys=True))
     if on_start is not None:
         on_start(step)
 

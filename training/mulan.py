@@ -27,6 +27,7 @@ import optax
 import tokenizers
 from flax import nnx
 
+from musicrl.atomic import write_text_atomic
 from musicrl.codec.model import count_params
 from musicrl.config import opt, presets_of, register_presets, to_dict
 from musicrl.data.captioning import (
@@ -490,7 +491,7 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
     print(f"conditioning RVQ: mean cos(embedding, {cfg.model.rvq_levels}-token reconstruction) "
           f"= {report['rvq_cosine_per_level'][-1]:.4f} on {len(emb)} train audio embeddings"
           f"{held_out}")
-    (root / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomic(root / "report.json", json.dumps(report, indent=2) + "\n")
     save_mulan(out, model, meta={
         "train_config": to_dict(cfg), "steps": final, "report": report,
         "train_seconds_this_session": round(time.time() - t0, 1),

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from musicrl.atomic import write_text_atomic
 from musicrl.cli.common import (
     DEFAULT_CODEC,
     EXIT_OK,
@@ -122,7 +123,7 @@ def _cmd_eval_fad(args: argparse.Namespace) -> int:
         print(f"  {r['row']}: {r['mean']:.3f} ± {r['std']:.3f} (n={r['n']})")
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "fad.json").write_text(json.dumps(rep, indent=2) + "\n")
+        write_text_atomic(Path(args.out) / "fad.json", json.dumps(rep, indent=2) + "\n")
     return EXIT_OK
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from musicrl.atomic import write_text_atomic
 from musicrl.cli.common import (
     DEFAULT_BUNDLE,
     EXIT_OK,
@@ -75,7 +76,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         write_wav_atomic(out / name, w, pipe.sample_rate)
         index.append({"file": name, "prompt": p, "seed": args.seed + (j // args.batch) * args.batch,
                       "row_in_batch": j % args.batch})
-    (out / "prompts.json").write_text(json.dumps(index, indent=2) + "\n")
+    write_text_atomic(out / "prompts.json", json.dumps(index, indent=2) + "\n")
     print(f"{len(rows)} clips in {out} (prompts.json lists them)")
     return EXIT_OK
 

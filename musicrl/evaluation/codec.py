@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from musicrl.atomic import write_text_atomic
 from musicrl.audio import load_audio, write_wav_atomic
 from musicrl.codec.losses import mel_loss, mr_stft_loss, si_sdr
 from musicrl.data.manifest import Clip
@@ -313,8 +314,8 @@ def write_report(report: dict[str, Any], out: str | Path,
     head += [f"{report['data']['clips']} clips ({report['data']['audio_seconds']:.0f} s) of "
              f"{', '.join(report['data']['splits'])} under {report['data']['root']}; codec step "
              f"{report['codec'].get('steps', '?')}.", ""]
-    (out / "report.md").write_text("\n".join(head) + "\n" + format_table(report) + "\n")
-    (out / "report.json").write_text(json.dumps({**report, "files": files}, indent=2) + "\n")
+    write_text_atomic(out / "report.md", "\n".join(head) + "\n" + format_table(report) + "\n")
+    write_text_atomic(out / "report.json", json.dumps({**report, "files": files}, indent=2) + "\n")
     return files
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from musicrl.atomic import write_text_atomic
 from musicrl.evaluation.fad import fad_fixed, standardize
 from musicrl.evaluation.features import (
     EMBEDDING_NAME,
@@ -154,7 +155,7 @@ def write_sanity(rep: dict[str, Any], out: str | os.PathLike) -> Path:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "fad_sanity.json").write_text(json.dumps(rep, indent=2) + "\n")
+    write_text_atomic(out / "fad_sanity.json", json.dumps(rep, indent=2) + "\n")
     fig, ax = plt.subplots(figsize=(7, 3.5))
     names = [r["row"] for r in rep["rows"]]
     ax.barh(names, [r["mean"] for r in rep["rows"]], xerr=[r["std"] for r in rep["rows"]],

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from musicrl.atomic import write_text_atomic
 from musicrl.data.manifest import Clip
 
 __all__ = ["evaluate_generation", "format_table", "write_report", "permutation_chance"]
@@ -227,8 +228,8 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
             for j in range(min(6, len(gen))):
                 write_wav_atomic(out / f"audio-cfg{g:g}" / f"{j:03d}.wav", gen[j], sr)
             (out / f"audio-cfg{g:g}").mkdir(parents=True, exist_ok=True)
-            (out / f"audio-cfg{g:g}" / "prompts.json").write_text(
-                json.dumps(prompts[:6], indent=2) + "\n")
+            write_text_atomic(out / f"audio-cfg{g:g}" / "prompts.json",
+                              json.dumps(prompts[:6], indent=2) + "\n")
 
     from musicrl.evaluation.features import embed_handcrafted
 
@@ -311,8 +312,8 @@ def write_report(rep: dict[str, Any], out: str | os.PathLike) -> Path:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
-    (out / "report.md").write_text(format_table(rep) + "\n")
+    write_text_atomic(out / "report.json", json.dumps(rep, indent=2) + "\n")
+    write_text_atomic(out / "report.md", format_table(rep) + "\n")
     systems = rep["systems"]
     fig, ax = plt.subplots(1, 3, figsize=(16, 4.2))
     labels = [f"γ={s['guidance']:g}" + (f", best of {s['best_of']}" if s.get("best_of", 1) > 1

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from musicrl.atomic import write_text_atomic
 from musicrl.data.manifest import Clip
 
 __all__ = ["evaluate_mulan", "FREE_FORM", "label_prompts", "zero_shot", "format_table",
@@ -274,14 +275,14 @@ def write_report(rep: dict[str, Any], out: str | os.PathLike) -> Path:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
+    write_text_atomic(out / "report.json", json.dumps(rep, indent=2) + "\n")
     md = [format_table(rep), "", "## Free-form prompts: top-5 test clips", ""]
     for f in rep["free_form"]:
         md.append(f"**{f['prompt']}** (wants {f['wants']}):")
         md += [f"{i + 1}. {'✓' if t['has'] else '✗'} cos {t['cos']:.3f} — {t['caption']}"
                for i, t in enumerate(f["top"])]
         md.append("")
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    write_text_atomic(out / "report.md", "\n".join(md) + "\n")
 
     m = rep["retrieval"]["mean"]
     fig, ax = plt.subplots(1, 3, figsize=(15, 4))
