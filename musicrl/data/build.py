@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from musicrl.atomic import write_bytes_atomic
+from musicrl.atomic import write_bytes_atomic, write_text_atomic
 from musicrl.config import to_dict
 from musicrl.data.config import STYLE_NAMES, DataConfig
 from musicrl.data.manifest import (
@@ -38,7 +38,6 @@ from musicrl.data.manifest import (
     Clip,
     sha256_bytes,
     write_jsonl_atomic,
-    write_text_atomic,
 )
 
 __all__ = ["BuildReport", "plan_units", "build_corpus", "render_unit"]

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from musicrl.atomic import write_text_atomic
 from musicrl.audio import (
     SAMPLE_RATE,
     SUPPORTED_SUFFIXES,
@@ -63,7 +64,6 @@ from musicrl.data.manifest import (
     SPLITS,
     Clip,
     sha256_file,
-    write_text_atomic,
 )
 from musicrl.errors import MusicrlError
 

@@ -29,7 +29,6 @@ __all__ = [
     "SPLITS",
     "sha256_file",
     "sha256_bytes",
-    "write_text_atomic",
     "write_jsonl_atomic",
     "read_jsonl",
     "load_clips",

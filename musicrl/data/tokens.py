@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from musicrl.data.manifest import load_clips, sha256_file, write_text_atomic
+from musicrl.atomic import write_text_atomic
+from musicrl.data.manifest import load_clips, sha256_file
 from musicrl.errors import MusicrlError
 
 __all__ = ["TokenizeReport", "TokenCacheError", "tokenize_corpus", "load_tokens", "TOKENS_INDEX"]

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from musicrl.atomic import write_text_atomic
 from musicrl.data.build import _stable_hash, plan_units, write_clip_files
 from musicrl.data.config import DataConfig
 from musicrl.data.manifest import (
@@ -52,7 +53,6 @@ from musicrl.data.manifest import (
     load_clips,
     sha256_bytes,
     write_jsonl_atomic,
-    write_text_atomic,
 )
 from musicrl.errors import MusicrlError
 

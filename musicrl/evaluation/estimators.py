@@ -39,10 +39,11 @@ import numpy as np
 import optax
 from flax import nnx
 
+from musicrl.atomic import write_text_atomic
 from musicrl.audio import SAMPLE_RATE
 from musicrl.data.checks import estimate_tempo
 from musicrl.data.instruments import FAMILIES, MELODY
-from musicrl.data.manifest import Clip, load_clips, write_text_atomic
+from musicrl.data.manifest import Clip, load_clips
 from musicrl.evaluation.features import EMBEDDING_NAME, cached_features
 
 __all__ = ["PITCH_CLASSES", "KEY_PROFILES", "DEFAULT_PROFILE", "pitch_class", "mean_chroma", "key_from_chroma", "estimate_key",
