@@ -2,7 +2,9 @@
 
 A *system* is what voters compare in the arena and what the leaderboard ranks: one model
 checkpoint (``weights``) with fixed settings (``guidance``, ``temperature``, and optionally
-``best_of``: keep the best of N samples by the model's MuLan score), under a name.
+``best_of``: keep the best of N samples by the model's MuLan score; ``semantic_best_of``:
+pass on the best of N stage-S continuations by the tempo reward model at ``tempo``, read
+against the BPM the prompt states), under a name.
 Systems are listed in a JSON or TOML file::
 
     {"systems": [
@@ -88,6 +90,8 @@ class SystemSpec:
     guidance: float = 3.0
     temperature: float = 1.0
     best_of: int = 1
+    semantic_best_of: int = 1
+    tempo: str = "assets/small/tempo"
     factory: str | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     description: str = ""
@@ -99,6 +103,8 @@ class SystemSpec:
             out["weights"] = self.weights
         if self.best_of > 1:
             out["best_of"] = self.best_of
+        if self.semantic_best_of > 1:
+            out["semantic_best_of"], out["tempo"] = self.semantic_best_of, self.tempo
         out.update(overrides)
         return out
 
@@ -154,12 +160,24 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
     if best_of > 1 and not entry.get("weights"):
         raise SystemConfigError(f"{where}: best_of works with 'weights' systems (the pipeline "
                                 "reranks with its MuLan); a factory generator does its own")
+    sbo = entry.get("semantic_best_of", 1)
+    if isinstance(sbo, bool) or not isinstance(sbo, int) or not 1 <= sbo <= 64:
+        raise SystemConfigError(f"{where}: semantic_best_of must be a whole number from 1 to "
+                                f"64, got {sbo!r}")
+    if sbo > 1 and not entry.get("weights"):
+        raise SystemConfigError(f"{where}: semantic_best_of works with 'weights' systems (the "
+                                "pipeline's stage S)")
+    tempo = entry.get("tempo", SystemSpec.tempo)
+    if not isinstance(tempo, str) or not tempo:
+        raise SystemConfigError(f"{where}: tempo must be the folder of a tempo reward model, "
+                                f"got {tempo!r}")
     options = entry.get("options", {})
     if not isinstance(options, Mapping):
         raise SystemConfigError(f"{where}: options must be a table/object")
     return SystemSpec(name=name, weights=entry.get("weights"),
                       guidance=float(entry.get("guidance", 3.0)),
                       temperature=float(entry.get("temperature", 1.0)), best_of=best_of,
+                      semantic_best_of=sbo, tempo=tempo,
                       factory=entry.get("factory"), options=dict(options),
                       description=str(entry.get("description", "")))
 
@@ -230,6 +248,7 @@ class SystemRegistry:
         self.source = source
         self._generators: dict[str, Generator] = {}
         self._pipelines: dict[str, Any] = {}
+        self._tempo: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     # -- construction ----------------------------------------------------------
@@ -346,6 +365,23 @@ class SystemRegistry:
         self._pipelines[folder] = pipe
         return pipe
 
+    def _tempo_reward(self, spec: SystemSpec) -> Any:
+        """The tempo reward of ``spec.tempo``, loaded once (the app may reach rewards/)."""
+        with self._lock:
+            if spec.tempo not in self._tempo:
+                from rewards.tempo import TempoReward
+
+                if not Path(spec.tempo).is_dir():
+                    raise SystemUnavailable(f"system {spec.name!r}: no tempo model at "
+                                            f"{spec.tempo} (`musicrl train tempo`, or fix "
+                                            "'tempo' in --systems)")
+                try:
+                    self._tempo[spec.tempo] = TempoReward(spec.tempo)
+                except Exception as e:
+                    raise SystemUnavailable(f"system {spec.name!r}: cannot load the tempo "
+                                            f"model at {spec.tempo}: {e}") from e
+            return self._tempo[spec.tempo]
+
     def generate(self, name: str, prompts: list[str], seconds: float, seed: int, *,
                  guidance: float | None = None, temperature: float | None = None,
                  mix: float | None = None) -> tuple[np.ndarray, int, dict[str, Any]]:
@@ -366,6 +402,9 @@ class SystemRegistry:
             kw["mix"] = extra["mix"] = float(mix)
         if spec.best_of > 1:
             kw["best_of"] = spec.best_of
+        if spec.semantic_best_of > 1:
+            kw["semantic_best_of"] = spec.semantic_best_of
+            kw["semantic_score"] = self._tempo_reward(spec)
         audio = np.asarray(gen.generate(list(prompts), seconds, int(seed), g, t, **kw),
                            dtype=np.float32)
         if audio.ndim != 2 or audio.shape[0] != len(prompts) or audio.shape[1] == 0:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -123,6 +124,7 @@ class Pipeline:
         self.meta = meta or {}
         self.timing = Timing()
         self.last_scores: np.ndarray | None = None
+        self.last_semantic_scores: np.ndarray | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -170,6 +172,8 @@ class Pipeline:
     def generate(self, prompts: str | Sequence[str], *, seconds: float = 10.0, seed: int = 0,
                  guidance: float | tuple[float, float] = 3.0, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, best_of: int = 1,
+                 semantic_best_of: int = 1,
+                 semantic_score: Callable[[list[str], np.ndarray], np.ndarray] | None = None,
                  return_tokens: bool = False):
         """Generates one clip per prompt: float32 [b, seconds · sample_rate].
 
@@ -184,6 +188,13 @@ class Pipeline:
             bundle's MuLan (best-of-N reranking, the baseline that BOND distills). Costs
             ``best_of`` times the sampling; the scores of all candidates are kept in
             ``self.last_scores`` [b, best_of].
+          semantic_best_of: sample this many stage-S continuations per clip (one batch) and
+            pass only the one ``semantic_score`` ranks highest to stage A — best-of-N where
+            a reward reads the semantic tokens (e.g. ``rewards.tempo.TempoReward``: the
+            prompt's BPM), so it costs N× stage S alone. ``semantic_score(prompts, tokens
+            [r, frames]) -> float [r]``; NaN (a prompt the reward cannot score) ranks last,
+            and a clip whose candidates are all NaN keeps its first. All scores are kept in
+            ``self.last_semantic_scores`` [rows, semantic_best_of].
           return_tokens: also return {"mulan", "semantic", "acoustic"} token arrays.
         """
         prompts = _check_prompts(prompts)
@@ -206,8 +217,16 @@ class Pipeline:
         if best_of > 1 and int(self.mulan.cfg.sample_rate) != self.sample_rate:
             raise GenerationError(f"best_of needs MuLan at the codec's rate "
                                   f"({self.mulan.cfg.sample_rate} vs {self.sample_rate} Hz)")
+        if not isinstance(semantic_best_of, (int, np.integer)) or \
+                not 1 <= semantic_best_of <= MAX_BEST_OF:
+            raise GenerationError(f"semantic_best_of={semantic_best_of!r}: use a whole number "
+                                  f"from 1 to {MAX_BEST_OF}")
+        if semantic_best_of > 1 and semantic_score is None:
+            raise GenerationError("semantic_best_of > 1 needs semantic_score, the reward that "
+                                  "ranks stage S's candidates (e.g. rewards.tempo.TempoReward)")
         rows = [p for p in prompts for _ in range(int(best_of))]
         prompts = rows
+        n_s = int(semantic_best_of)
 
         s_cfg, a_cfg = self.semantic.cfg, self.acoustic.cfg
         s_frames = max(1, int(round(seconds * s_cfg.frame_rate)))
@@ -217,8 +236,12 @@ class Pipeline:
         t0 = time.perf_counter()
         mulan = jax.block_until_ready(self.text_tokens(prompts))
         t1 = time.perf_counter()
-        sem = jax.block_until_ready(sample_stage(self.semantic, mulan, s_frames, key=k_s,
+        mulan_s = jnp.repeat(mulan, n_s, axis=0) if n_s > 1 else mulan
+        sem = jax.block_until_ready(sample_stage(self.semantic, mulan_s, s_frames, key=k_s,
                                                  guidance=float(g_s), sampler=sampler))[..., 0]
+        self.last_semantic_scores = None
+        if n_s > 1:
+            sem = sem[self._select_semantic(rows, np.asarray(sem), n_s, semantic_score)]
         t2 = time.perf_counter()
         aco = jax.block_until_ready(sample_stage(self.acoustic, mulan[:, :a_cfg.mulan_levels],
                                                  a_frames, key=k_a, cond_bt=sem,
@@ -237,6 +260,18 @@ class Pipeline:
             tokens = {k: v[pick] for k, v in tokens.items()}
         self.timing = Timing(t1 - t0, t2 - t1, t3 - t2, t4 - t3, time.perf_counter() - t4)
         return (wav, tokens) if return_tokens else wav
+
+    def _select_semantic(self, rows: list[str], sem_rs: np.ndarray, n: int,
+                         score: Callable[[list[str], np.ndarray], np.ndarray]) -> np.ndarray:
+        """Row index of each clip's best stage-S candidate (rows ``i·n … i·n + n − 1``)."""
+        prompts = [p for p in rows for _ in range(n)]
+        s = np.asarray(score(prompts, sem_rs), np.float64)
+        if s.shape != (len(prompts),):
+            raise GenerationError(f"semantic_score returned shape {s.shape} for "
+                                  f"{len(prompts)} candidates; it must return one score each")
+        s = s.reshape(len(rows), n)
+        self.last_semantic_scores = s
+        return np.arange(len(rows)) * n + np.argmax(np.where(np.isnan(s), -np.inf, s), axis=1)
 
     def _rerank(self, prompts: list[str], wav_bn: np.ndarray, n: int) -> np.ndarray:
         """Row index of each prompt's best candidate (rows ``i·n … i·n + n − 1``) by MuLan

@@ -22,7 +22,9 @@ on the decoded audio, :mod:`musicrl.evaluation.estimators`): different input, di
 method, and neither sees the other's output.
 
 Reward (:class:`TempoReward`): ``r(tokens, bpm)`` = the model's probability that the
-stream's tempo lies within ±``tolerance`` (8 %) of the target BPM, in [0, 1].
+stream's tempo lies within ±``tolerance`` (8 %) of the target BPM, in [0, 1]. A prompt
+that names no number but a tempo word of the captions ("leisurely", "mid-tempo",
+"brisk") scores the probability of that word's bucket (slow < 90 ≤ medium ≤ 130 < fast).
 
 Dimension legend: ``b`` batch, ``s`` frames (25 Hz), ``d`` width, ``c`` channels,
 ``l`` lags, ``k`` BPM bins.
@@ -48,7 +50,8 @@ from musicrl.errors import MusicrlError
 
 __all__ = ["TempoConfig", "TempoModel", "TempoError", "autocorrelation", "token_recurrence",
            "bin_centers", "soft_targets", "tempo_loss", "within_mass", "closeness", "predict_bpm",
-           "save_tempo", "load_tempo", "TempoReward", "bpm_from_prompt", "labelled_tokens",
+           "save_tempo", "load_tempo", "TempoReward", "bpm_from_prompt", "bucket_from_prompt",
+           "range_mass", "labelled_tokens",
            "score_tempo", "evaluate_tempo"]
 
 
@@ -234,6 +237,26 @@ def bpm_from_prompt(prompt: str) -> float:
     return float(m.group(1)) if m else float("nan")
 
 
+def bucket_from_prompt(prompt: str) -> str | None:
+    """The tempo bucket a prompt's tempo words name ("a leisurely chorale" → "slow"), or
+    None when it names none or words of two buckets."""
+    from musicrl.data.captioning import TEMPO_WORDS
+
+    found = {b for b, words in TEMPO_WORDS.items()
+             if any(re.search(rf"(?<![\w-]){re.escape(w)}(?![\w])", prompt, re.IGNORECASE)
+                    for w in words)}
+    return found.pop() if len(found) == 1 else None
+
+
+def range_mass(cfg: TempoConfig, logits_bk: jax.Array, lo_b: jax.Array, hi_b: jax.Array
+               ) -> jax.Array:
+    """Probability mass of the bins whose centre lies in [lo, hi] of each row: [b]."""
+    c = jnp.asarray(bin_centers(cfg))[None]
+    inside = (c >= jnp.asarray(lo_b, jnp.float32)[:, None]) & \
+        (c <= jnp.asarray(hi_b, jnp.float32)[:, None])
+    return jnp.sum(jax.nn.softmax(logits_bk, axis=-1) * inside, axis=-1)
+
+
 @nnx.jit
 def _logits(model: TempoModel, tokens_bs: jax.Array) -> jax.Array:
     return model(tokens_bs)
@@ -353,7 +376,9 @@ class TempoReward:
 
     ``tokens`` are semantic tokens [b, s] (25 Hz; more than ``max_lag`` frames). ``bpm``
     is one target per row — a number, or a prompt from which :func:`bpm_from_prompt`
-    reads it; a row without a target scores NaN (the caller decides what that means).
+    reads it; a prompt without a number but with the tempo words of one bucket
+    (:func:`bucket_from_prompt`) scores the mass of that bucket's BPM range (with either
+    ``width``); a row without a target scores NaN (the caller decides what that means).
     """
 
     def __init__(self, weights_dir: str | Path = "assets/small/tempo", tolerance: float = 0.08,
@@ -382,9 +407,19 @@ class TempoReward:
             raise TempoError(f"{len(target)} targets for {np.shape(tokens_bs)[0]} token rows")
         ok = np.isfinite(target) & (target > 0)
         logits, tgt = self.logits(tokens_bs), jnp.asarray(np.where(ok, target, 100.0))
-        mass = (closeness(self.model.cfg, logits, tgt, self.width) if self.width else
-                within_mass(self.model.cfg, logits, tgt, self.tolerance))
-        return np.where(ok, np.asarray(mass), np.nan).astype(np.float32)
+        mass = np.asarray(closeness(self.model.cfg, logits, tgt, self.width) if self.width else
+                          within_mass(self.model.cfg, logits, tgt, self.tolerance))
+        buckets = [bucket_from_prompt(b) if isinstance(b, str) and not k else None
+                   for b, k in zip(bpm, ok, strict=True)]
+        words = np.array([b is not None for b in buckets])
+        if words.any():
+            from musicrl.data.arrange import TEMPO_BUCKET_BPM
+
+            lo = np.array([TEMPO_BUCKET_BPM[b][0] if b else 0.0 for b in buckets], np.float32)
+            hi = np.array([min(TEMPO_BUCKET_BPM[b][1], 1e6) if b else 0.0 for b in buckets],
+                          np.float32)
+            mass = np.where(words, np.asarray(range_mass(self.model.cfg, logits, lo, hi)), mass)
+        return np.where(ok | words, mass, np.nan).astype(np.float32)
 
     def bpm(self, tokens_bs: np.ndarray | jax.Array) -> np.ndarray:
         """The most likely BPM of each row, float32 [b]."""

@@ -58,3 +58,33 @@ def _resolve(cls: type, args: argparse.Namespace, extra: Sequence[str] = ()) -> 
 DEFAULT_CODEC = "assets/small/codec"
 DEFAULT_SEMANTIC = "assets/small/semantic"
 DEFAULT_BUNDLE = "assets/small"
+DEFAULT_TEMPO = "assets/small/tempo"
+
+
+def add_semantic_best_of_args(p: argparse.ArgumentParser) -> None:
+    """``--semantic-best-of N`` and ``--tempo DIR``: best-of-N on stage S by the tempo reward."""
+    p.add_argument("--semantic-best-of", type=int, default=1, metavar="N",
+                   help="sample N stage-S continuations per clip and pass on the one the tempo "
+                        "reward model puts most surely at the tempo the prompt states ('97 bpm', "
+                        "or a word such as 'leisurely' or 'brisk'; prompts with neither keep "
+                        "their first); costs N× stage S only (default 1 = off)")
+    p.add_argument("--tempo", default=DEFAULT_TEMPO,
+                   help=f"tempo reward model for --semantic-best-of (default {DEFAULT_TEMPO})")
+
+
+def semantic_scorer(args: argparse.Namespace):
+    """The stage-S scorer ``--semantic-best-of`` asks for, or None (the CLI alone may reach
+    rewards/)."""
+    if args.semantic_best_of <= 1:
+        return None
+    from pathlib import Path
+
+    if not Path(args.tempo).is_dir():
+        raise UserError(f"--tempo {args.tempo}: no tempo model there; train one with "
+                        "`musicrl train tempo` or pass its weights folder")
+    from rewards.tempo import TempoError, TempoReward
+
+    try:
+        return TempoReward(args.tempo)
+    except TempoError as e:
+        raise UserError(str(e)) from None

@@ -12,6 +12,8 @@ from musicrl.cli.common import (
     DEFAULT_CODEC,
     EXIT_OK,
     UserError,
+    add_semantic_best_of_args,
+    semantic_scorer,
 )
 
 
@@ -245,7 +247,9 @@ def _cmd_eval_generate(args: argparse.Namespace) -> int:
             pipe, args.root, split=args.split, max_prompts=args.max_prompts,
             seconds=args.seconds, guidance=[float(g) for g in args.guidance.split(",")],
             seed=args.seed, batch=args.batch, estimators_dir=args.estimators,
-            diversity_embed=embed, out=out, best_of=args.best_of, progress=not args.quiet)
+            diversity_embed=embed, out=out, best_of=args.best_of,
+            semantic_best_of=args.semantic_best_of, semantic_score=semantic_scorer(args),
+            semantic_score_name="tempo", progress=not args.quiet)
     except ValueError as e:
         raise UserError(str(e)) from None
     write_report(rep, out)
@@ -411,6 +415,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--best-of", type=int, default=1,
                    help="keep the best of N samples per prompt by MuLan score (default 1; "
                         "MCC is then flattered, adherence and FAD are not)")
+    add_semantic_best_of_args(g)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--batch", type=int, default=16, help="clips per generate call")
     g.add_argument("--estimators", default="runs/estimators",

@@ -12,6 +12,8 @@ from musicrl.cli.common import (
     DEFAULT_BUNDLE,
     EXIT_OK,
     UserError,
+    add_semantic_best_of_args,
+    semantic_scorer,
 )
 
 
@@ -43,6 +45,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("semantic", args.semantic), ("acoustic", args.acoustic))
                  if v}
     pipe = Pipeline.from_pretrained(args.model, **overrides)
+    scorer = semantic_scorer(args)
     guidance = args.guidance if args.guidance_acoustic is None else \
         (args.guidance, args.guidance_acoustic)
     rows = [p for p in prompts for _ in range(args.n)]
@@ -57,7 +60,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         wavs.append(pipe.generate(rows[i:i + args.batch], seconds=args.seconds,
                                   seed=args.seed + i, guidance=guidance,
                                   temperature=args.temperature, top_k=args.top_k,
-                                  top_p=args.top_p, best_of=args.best_of))
+                                  top_p=args.top_p, best_of=args.best_of,
+                                  semantic_best_of=args.semantic_best_of,
+                                  semantic_score=scorer))
         t = pipe.timing
         print(f"clips {i + 1}-{min(i + args.batch, len(rows))}/{len(rows)}: {t.total:.2f} s "
               f"(text {t.text:.2f}, semantic {t.semantic:.2f}, acoustic {t.acoustic:.2f}, "
@@ -110,6 +115,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--best-of", type=int, default=1,
                    help="sample N candidates per clip and keep the one MuLan scores closest "
                         "to the prompt (default 1 = plain sampling; costs N×)")
+    add_semantic_best_of_args(g)
     g.add_argument("--batch", type=int, default=8, help="clips per generate call (default 8)")
     g.set_defaults(func=_cmd_generate)
 

@@ -29,12 +29,16 @@ from musicrl.data.instruments import (
 from musicrl.data.scores import STYLES, Piece, subtype_from_title
 
 __all__ = ["Arrangement", "sample_arrangement", "arrangement_events", "events_to_midi",
-           "tempo_bucket"]
+           "tempo_bucket", "TEMPO_BUCKET_BPM"]
 
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 DYNAMICS = {"soft": 55, "medium": 78, "loud": 100}
 _MAJOR = (0, 2, 4, 5, 7, 9, 11)
 _MINOR = (0, 2, 3, 5, 7, 8, 10)
+
+
+# BPM range of each tempo bucket (the captions' tempo words name a bucket, not a number)
+TEMPO_BUCKET_BPM = {"slow": (0.0, 90.0), "medium": (90.0, 130.0), "fast": (130.0, float("inf"))}
 
 
 def tempo_bucket(bpm: float) -> str:

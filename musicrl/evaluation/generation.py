@@ -161,13 +161,18 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
                         diversity_embed: Callable[[np.ndarray], np.ndarray] | None = None,
                         variation_prompts: int = 16, variations: int = 4,
                         out: str | os.PathLike | None = None, best_of: int = 1,
-                        progress: bool = True) -> dict[str, Any]:
+                        semantic_best_of: int = 1,
+                        semantic_score: Callable[[list[str], np.ndarray], np.ndarray] | None = None,
+                        semantic_score_name: str = "", progress: bool = True) -> dict[str, Any]:
     """Generates for the split's prompts and measures everything in the module doc.
 
     ``best_of`` > 1 keeps, per prompt, the best of that many samples by the bundle's MuLan
     (``Pipeline.generate(best_of=…)``). MCC is then measured with the model that chose the
     clips and flatters them (the report says so); adherence and FAD are not affected: their
-    estimators and embedding are independent of MuLan."""
+    estimators and embedding are independent of MuLan. ``semantic_best_of`` > 1 keeps the
+    best of that many stage-S continuations by ``semantic_score`` (named
+    ``semantic_score_name`` in the report), e.g. the tempo reward on semantic tokens, whose
+    model is independent of the beat tracker that measures tempo adherence."""
     from tqdm import tqdm
 
     from musicrl.audio import load_audio, write_wav_atomic
@@ -212,13 +217,18 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
         for i in tqdm(range(0, len(prompts), batch), desc=f"generate γ={g:g}",
                       disable=not progress):
             wavs.append(pipe.generate(prompts[i:i + batch], seconds=seconds, seed=seed + i,
-                                      guidance=g, best_of=best_of))
+                                      guidance=g, best_of=best_of,
+                                      semantic_best_of=semantic_best_of,
+                                      semantic_score=semantic_score))
         gen = np.concatenate(wavs)
         gen_seconds = time.time() - t0
         mcc, sims = _mcc(pipe.mulan, prompts, gen)
         off = sims[~np.eye(len(sims), dtype=bool)]
         att = _attributes(gen, clf)
         sys_rep = {"guidance": g, "best_of": best_of, "generate_seconds": gen_seconds,
+                   **({"semantic_best_of": semantic_best_of,
+                       "semantic_score": semantic_score_name or "custom"}
+                      if semantic_best_of > 1 else {}),
                    "mcc": float(mcc.mean()), "mcc_other_prompts": float(off.mean()),
                    "mcc_ratio_to_real": float(mcc.mean() / mcc_real.mean()),
                    "fad": fad_between(emb_test, att["features"], n_fad),
@@ -247,7 +257,10 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
         pick = clips[:: max(1, len(clips) // variation_prompts)][:variation_prompts]
         rows = [p for c in pick for p in [c.captions[0]] * variations]
         gen = np.concatenate([pipe.generate(rows[i:i + batch], seconds=seconds,
-                                            seed=seed + 10_000 + i, guidance=g0)
+                                            seed=seed + 10_000 + i, guidance=g0,
+                                            best_of=best_of,
+                                            semantic_best_of=semantic_best_of,
+                                            semantic_score=semantic_score)
                               for i in range(0, len(rows), batch)])
         e = diversity_embed(gen).reshape(len(pick), variations, -1)
         e = e / np.linalg.norm(e, axis=-1, keepdims=True)
@@ -263,14 +276,21 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
     return report
 
 
+def system_label(s: dict[str, Any]) -> str:
+    """"γ=3", "γ=3, best of 4", "γ=3, stage S best of 8 by tempo", … for a system entry."""
+    bo, sbo = s.get("best_of", 1), s.get("semantic_best_of", 1)
+    return (f"γ={s['guidance']:g}" + (f", best of {bo}" if bo > 1 else "")
+            + (f", stage S best of {sbo} by {s.get('semantic_score', 'a reward')}"
+               if sbo > 1 else ""))
+
+
 def format_table(rep: dict[str, Any]) -> str:
     lines = [f"Generation on {rep['prompts']} {rep['split']} prompts, {rep['seconds']:g} s each",
              "", "| system | MCC | MCC / real | MCC other prompts | FAD ± std |",
              "|---|---|---|---|---|",
              f"| real {rep['split']} clips | {rep['real']['mcc']:.3f} | 1.00 | — | — |"]
     def system_name(s):
-        bo = s.get("best_of", 1)
-        return f"γ={s['guidance']:g}" + (f", best of {bo}" if bo > 1 else "")
+        return system_label(s)
 
     for s in rep["systems"].values():
         lines.append(f"| generated, CFG {system_name(s)}{' †' if s.get('best_of', 1) > 1 else ''} | "
@@ -316,8 +336,7 @@ def write_report(rep: dict[str, Any], out: str | os.PathLike) -> Path:
     write_text_atomic(out / "report.md", format_table(rep) + "\n")
     systems = rep["systems"]
     fig, ax = plt.subplots(1, 3, figsize=(16, 4.2))
-    labels = [f"γ={s['guidance']:g}" + (f", best of {s['best_of']}" if s.get("best_of", 1) > 1
-                                        else "") for s in systems.values()]
+    labels = [system_label(s) for s in systems.values()]
     names = ["real", *labels]
     ax[0].bar(names, [rep["real"]["mcc"]] + [s["mcc"] for s in systems.values()], color="C0")
     ax[0].bar(names[1:], [s["mcc_other_prompts"] for s in systems.values()], color="C3",

@@ -66,6 +66,10 @@ def test_registry_from_file_json_and_toml(tmp_path):
     ({"systems": [{"name": "x", "weights": "w", "best_of": 0}]}, "best_of"),
     ({"systems": [{"name": "x", "weights": "w", "best_of": 2.5}]}, "best_of"),
     ({"systems": [{"name": "x", "factory": "a:b", "best_of": 2}]}, "best_of works with"),
+    ({"systems": [{"name": "x", "weights": "w", "semantic_best_of": 0}]}, "semantic_best_of"),
+    ({"systems": [{"name": "x", "factory": "a:b", "semantic_best_of": 2}]},
+     "semantic_best_of works with"),
+    ({"systems": [{"name": "x", "weights": "w", "tempo": 3}]}, "tempo must be"),
 ])
 def test_registry_refuses_bad_configs(data, match):
     with pytest.raises(SystemConfigError, match=match):
@@ -166,3 +170,29 @@ def test_registry_serves_a_real_pipeline_bundle(tmp_path):
     d, _, s_best = reg.generate("tiny-best2", ["a calm piano piece"], 1.0, seed=0)
     assert s_best["best_of"] == 2 and reg.get("tiny-best2").pipeline.last_scores.shape == (1, 2)
     assert d.shape == a.shape
+
+
+def test_registry_semantic_best_of_by_a_tempo_model(tmp_path):
+    """A system with ``semantic_best_of`` ranks stage S's candidates with its tempo model."""
+    import dataclasses
+
+    from flax import nnx
+
+    from musicrl.config import presets_of
+    from musicrl.testing import tiny_bundle
+    from rewards.tempo import TempoConfig, TempoModel, save_tempo
+
+    bundle = tiny_bundle(tmp_path / "bundle")
+    reg = SystemRegistry.from_dict({"systems": [
+        {"name": "tiny-tempo3", "weights": str(bundle), "semantic_best_of": 3,
+         "tempo": str(tmp_path / "tempo")}]})
+    with pytest.raises(SystemUnavailable, match="no tempo model"):
+        reg.generate("tiny-tempo3", ["drums at 120 bpm"], 2.0, seed=0)
+    vocab = reg.get("tiny-tempo3").pipeline.semantic.cfg.vocab
+    cfg = dataclasses.replace(presets_of(TempoConfig)["tiny"], vocab=vocab)
+    save_tempo(tmp_path / "tempo", TempoModel(cfg, rngs=nnx.Rngs(0)), meta={"steps": 0})
+    a, _, settings = reg.generate("tiny-tempo3", ["drums at 120 bpm"], 2.0, seed=0)
+    assert a.shape == (1, 32_000) and settings["semantic_best_of"] == 3
+    assert settings["tempo"] == str(tmp_path / "tempo")
+    scores = reg.get("tiny-tempo3").pipeline.last_semantic_scores
+    assert scores.shape == (1, 3) and np.all((scores >= 0) & (scores <= 1))

@@ -59,6 +59,40 @@ def test_best_of_keeps_the_candidate_mulan_scores_highest(pipe):
     np.testing.assert_allclose(scores, again, atol=1e-5)
 
 
+def test_semantic_best_of_passes_the_top_scored_stage_s_candidate_to_stage_a(pipe):
+    prompts = ["a calm piano piece", "fast drums", "no number here"]
+    seen = {}
+
+    def score(rows, tokens):                  # a reward read from the semantic tokens
+        seen["rows"], seen["tokens"] = list(rows), np.asarray(tokens)
+        s = np.asarray(tokens, np.float64).sum(axis=1)
+        return np.where([r == "no number here" for r in rows], np.nan, s)
+
+    wav, tok = pipe.generate(prompts, seconds=1.0, seed=5, semantic_best_of=4,
+                             semantic_score=score, return_tokens=True)
+    assert wav.shape == (3, pipe.sample_rate)
+    assert seen["rows"] == [p for p in prompts for _ in range(4)]
+    cand = seen["tokens"].reshape(3, 4, -1)
+    s = pipe.last_semantic_scores
+    assert s.shape == (3, 4)
+    best = cand[np.arange(3), [int(np.argmax(s[0])), int(np.argmax(s[1])), 0]]
+    np.testing.assert_array_equal(tok["semantic"], best)     # all-NaN keeps the first
+    assert not np.array_equal(cand[0, 0], cand[0, 1])        # candidates differ
+    # deterministic, and plain sampling clears the scores
+    again = pipe.generate(prompts, seconds=1.0, seed=5, semantic_best_of=4,
+                          semantic_score=score)
+    np.testing.assert_array_equal(wav, again)
+    pipe.generate(prompts[:1], seconds=1.0)
+    assert pipe.last_semantic_scores is None
+    with pytest.raises(GenerationError, match="needs semantic_score"):
+        pipe.generate(prompts, seconds=1.0, semantic_best_of=2)
+    with pytest.raises(GenerationError, match="one score each"):
+        pipe.generate(prompts, seconds=1.0, semantic_best_of=2,
+                      semantic_score=lambda r, t: np.zeros(1))
+    with pytest.raises(GenerationError, match="semantic_best_of"):
+        pipe.generate(prompts, seconds=1.0, semantic_best_of=0, semantic_score=score)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"prompts": []}, "no prompts"),
     ({"prompts": ["   "]}, "empty"),

@@ -128,6 +128,12 @@ def test_save_load_reward_and_errors(tmp_path):
     with pytest.raises(TempoError, match="width"):
         TempoReward(tmp_path / "t", width=-1.0)
     assert r.shape == (3,) and np.all((r[:2] >= 0) & (r[:2] <= 1)) and np.isnan(r[2])
+    # a prompt with tempo words but no number scores its bucket's mass; the three buckets
+    # partition the bins, so their masses sum to 1
+    words = reward(["a leisurely chorale", "a mid-tempo chorale", "a brisk chorale"],
+                   np.repeat(np.asarray(x[:1]), 3, axis=0))
+    assert np.all((words >= 0) & (words <= 1)) and abs(float(words.sum()) - 1.0) < 1e-5
+    assert np.isnan(reward(["brisk yet calm"], np.asarray(x[:1]))[0])   # two buckets: none
     assert reward.bpm(np.asarray(x)).shape == (3,)
     with pytest.raises(TempoError, match="targets for"):
         reward([97.0], np.asarray(x))
@@ -141,3 +147,37 @@ def test_save_load_reward_and_errors(tmp_path):
     (tmp_path / "other" / "meta.json").write_text('{"component": "diversity"}')
     with pytest.raises(TempoError, match="not a tempo model"):
         load_tempo(tmp_path / "other")
+
+
+def test_semantic_best_of_by_tempo_from_the_cli(tmp_path, capsys):
+    """`musicrl generate --semantic-best-of N` ranks stage S's candidates by the tempo reward
+    read from the prompt's BPM; a bad --tempo folder is refused with a message."""
+    import json
+
+    from musicrl.cli import main
+    from musicrl.pipeline import Pipeline
+    from musicrl.testing import tiny_bundle
+
+    bundle = tiny_bundle(tmp_path / "bundle")
+    vocab = Pipeline.from_pretrained(bundle).semantic.cfg.vocab
+    cfg = dataclasses.replace(presets_of(TempoConfig)["tiny"], vocab=vocab)
+    save_tempo(tmp_path / "tempo", TempoModel(cfg, rngs=nnx.Rngs(0)), meta={"steps": 0})
+    out = tmp_path / "many"
+    assert main(["generate", "drums at 120 bpm", "no number", "--model", str(bundle),
+                 "--seconds", "2", "--semantic-best-of", "3", "--tempo", str(tmp_path / "tempo"),
+                 "-o", str(out)]) == 0
+    assert len(json.loads((out / "prompts.json").read_text())) == 2
+    assert main(["generate", "x", "--model", str(bundle), "--semantic-best-of", "2",
+                 "--tempo", str(tmp_path / "nope"), "-o", str(tmp_path / "x.wav")]) == 2
+    assert "no tempo model" in capsys.readouterr().err
+
+
+def test_bucket_from_prompt_reads_the_caption_tempo_words():
+    from rewards.tempo import bucket_from_prompt
+
+    assert bucket_from_prompt("Leisurely four-part chorale on trumpet.") == "slow"
+    assert bucket_from_prompt("A slow-moving hymn") == "slow"
+    assert bucket_from_prompt("Mid-tempo Baroque chorale on flute") == "medium"
+    assert bucket_from_prompt("an UPBEAT dance tune") == "fast"
+    assert bucket_from_prompt("a chorale on organ") is None
+    assert bucket_from_prompt("a steady, energetic groove") is None      # two buckets
