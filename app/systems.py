@@ -153,20 +153,16 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
             raise SystemConfigError(f"{where}: {key} must be a finite number >= 0, got {v!r}")
     if entry.get("temperature", 1.0) == 0:
         raise SystemConfigError(f"{where}: temperature must be > 0")
-    best_of = entry.get("best_of", 1)
-    if isinstance(best_of, bool) or not isinstance(best_of, int) or not 1 <= best_of <= 64:
-        raise SystemConfigError(f"{where}: best_of must be a whole number from 1 to 64, got "
-                                f"{best_of!r}")
-    if best_of > 1 and not entry.get("weights"):
-        raise SystemConfigError(f"{where}: best_of works with 'weights' systems (the pipeline "
-                                "reranks with its MuLan); a factory generator does its own")
-    sbo = entry.get("semantic_best_of", 1)
-    if isinstance(sbo, bool) or not isinstance(sbo, int) or not 1 <= sbo <= 64:
-        raise SystemConfigError(f"{where}: semantic_best_of must be a whole number from 1 to "
-                                f"64, got {sbo!r}")
-    if sbo > 1 and not entry.get("weights"):
-        raise SystemConfigError(f"{where}: semantic_best_of works with 'weights' systems (the "
-                                "pipeline's stage S)")
+    counts: dict[str, int] = {}
+    for key, why in (("best_of", "the pipeline reranks with its MuLan; a factory generator "
+                                 "does its own"),
+                     ("semantic_best_of", "the pipeline's stage S")):
+        n = counts[key] = entry.get(key, 1)
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
+            raise SystemConfigError(f"{where}: {key} must be a whole number from 1 to 64, got "
+                                    f"{n!r}")
+        if n > 1 and not entry.get("weights"):
+            raise SystemConfigError(f"{where}: {key} works with 'weights' systems ({why})")
     tempo = entry.get("tempo", SystemSpec.tempo)
     if not isinstance(tempo, str) or not tempo:
         raise SystemConfigError(f"{where}: tempo must be the folder of a tempo reward model, "
@@ -176,8 +172,9 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
         raise SystemConfigError(f"{where}: options must be a table/object")
     return SystemSpec(name=name, weights=entry.get("weights"),
                       guidance=float(entry.get("guidance", 3.0)),
-                      temperature=float(entry.get("temperature", 1.0)), best_of=best_of,
-                      semantic_best_of=sbo, tempo=tempo,
+                      temperature=float(entry.get("temperature", 1.0)),
+                      best_of=counts["best_of"], semantic_best_of=counts["semantic_best_of"],
+                      tempo=tempo,
                       factory=entry.get("factory"), options=dict(options),
                       description=str(entry.get("description", "")))
 
