@@ -236,8 +236,8 @@ class Pipeline:
         t0 = time.perf_counter()
         mulan = jax.block_until_ready(self.text_tokens(prompts))
         t1 = time.perf_counter()
-        mulan_s = jnp.repeat(mulan, n_s, axis=0) if n_s > 1 else mulan
-        sem = jax.block_until_ready(sample_stage(self.semantic, mulan_s, s_frames, key=k_s,
+        sem = jax.block_until_ready(sample_stage(self.semantic, jnp.repeat(mulan, n_s, axis=0),
+                                                 s_frames, key=k_s,
                                                  guidance=float(g_s), sampler=sampler))[..., 0]
         self.last_semantic_scores = None
         if n_s > 1:

@@ -46,6 +46,7 @@ from flax import nnx
 
 from musicrl.atomic import write_text_atomic
 from musicrl.config import opt, register_presets
+from musicrl.data.arrange import TEMPO_BUCKET_BPM
 from musicrl.errors import MusicrlError
 
 __all__ = ["TempoConfig", "TempoModel", "TempoError", "autocorrelation", "token_recurrence",
@@ -237,15 +238,21 @@ def bpm_from_prompt(prompt: str) -> float:
     return float(m.group(1)) if m else float("nan")
 
 
+def _bucket_patterns() -> dict[str, re.Pattern]:
+    from musicrl.data.captioning import TEMPO_WORDS
+
+    return {b: re.compile("|".join(rf"(?<![\w-]){re.escape(w)}(?![\w])" for w in words),
+                          re.IGNORECASE) for b, words in TEMPO_WORDS.items()}
+
+
+_BUCKET_WORDS = _bucket_patterns()
+
+
 def bucket_from_prompt(prompt: str) -> str | None:
     """The tempo bucket a prompt's tempo words name ("a leisurely chorale" → "slow"), or
     None when it names none or words of two buckets."""
-    from musicrl.data.captioning import TEMPO_WORDS
-
-    found = {b for b, words in TEMPO_WORDS.items()
-             if any(re.search(rf"(?<![\w-]){re.escape(w)}(?![\w])", prompt, re.IGNORECASE)
-                    for w in words)}
-    return found.pop() if len(found) == 1 else None
+    found = [b for b, pattern in _BUCKET_WORDS.items() if pattern.search(prompt)]
+    return found[0] if len(found) == 1 else None
 
 
 def range_mass(cfg: TempoConfig, logits_bk: jax.Array, lo_b: jax.Array, hi_b: jax.Array
@@ -413,11 +420,8 @@ class TempoReward:
                    for b, k in zip(bpm, ok, strict=True)]
         words = np.array([b is not None for b in buckets])
         if words.any():
-            from musicrl.data.arrange import TEMPO_BUCKET_BPM
-
             lo = np.array([TEMPO_BUCKET_BPM[b][0] if b else 0.0 for b in buckets], np.float32)
-            hi = np.array([min(TEMPO_BUCKET_BPM[b][1], 1e6) if b else 0.0 for b in buckets],
-                          np.float32)
+            hi = np.array([TEMPO_BUCKET_BPM[b][1] if b else 0.0 for b in buckets], np.float32)
             mass = np.where(words, np.asarray(range_mass(self.model.cfg, logits, lo, hi)), mass)
         return np.where(ok | words, mass, np.nan).astype(np.float32)
 

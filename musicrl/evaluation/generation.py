@@ -289,11 +289,8 @@ def format_table(rep: dict[str, Any]) -> str:
              "", "| system | MCC | MCC / real | MCC other prompts | FAD ± std |",
              "|---|---|---|---|---|",
              f"| real {rep['split']} clips | {rep['real']['mcc']:.3f} | 1.00 | — | — |"]
-    def system_name(s):
-        return system_label(s)
-
     for s in rep["systems"].values():
-        lines.append(f"| generated, CFG {system_name(s)}{' †' if s.get('best_of', 1) > 1 else ''} | "
+        lines.append(f"| generated, CFG {system_label(s)}{' †' if s.get('best_of', 1) > 1 else ''} | "
                      f"{s['mcc']:.3f} | "
                      f"{s['mcc_ratio_to_real']:.2f} | {s['mcc_other_prompts']:.3f} | "
                      f"{s['fad']['mean']:.2f} ± {s['fad']['std']:.2f} |")
@@ -305,7 +302,7 @@ def format_table(rep: dict[str, Any]) -> str:
                       "flattered; FAD and adherence use independent models"]
     attrs = list(rep["real"]["adherence"])
     lines += ["", "| attribute | " + " | ".join(
-        f"{system_name(s)} acc (chance, ratio)" for s in rep["systems"].values())
+        f"{system_label(s)} acc (chance, ratio)" for s in rep["systems"].values())
         + " | real clips acc |", "|---|" + "---|" * (len(rep["systems"]) + 1)]
     for a in attrs:
         cells = []
