@@ -4,7 +4,8 @@ A *system* is what voters compare in the arena and what the leaderboard ranks: o
 checkpoint (``weights``) with fixed settings (``guidance``, ``temperature``, and optionally
 ``best_of``: keep the best of N samples by the model's MuLan score; ``semantic_best_of``:
 pass on the best of N stage-S continuations by the tempo reward model at ``tempo``, read
-against the BPM the prompt states), under a name.
+against the BPM the prompt states; ``tempo_combine``: ``"min"`` scores an ensemble such as
+``assets/small/tempo-ensemble`` by its least sure member), under a name.
 Systems are listed in a JSON or TOML file::
 
     {"systems": [
@@ -92,6 +93,7 @@ class SystemSpec:
     best_of: int = 1
     semantic_best_of: int = 1
     tempo: str = "assets/small/tempo"
+    tempo_combine: str = "mean"
     factory: str | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     description: str = ""
@@ -105,6 +107,8 @@ class SystemSpec:
             out["best_of"] = self.best_of
         if self.semantic_best_of > 1:
             out["semantic_best_of"], out["tempo"] = self.semantic_best_of, self.tempo
+            if self.tempo_combine != "mean":
+                out["tempo_combine"] = self.tempo_combine
         out.update(overrides)
         return out
 
@@ -167,6 +171,10 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
     if not isinstance(tempo, str) or not tempo:
         raise SystemConfigError(f"{where}: tempo must be the folder of a tempo reward model, "
                                 f"got {tempo!r}")
+    combine = entry.get("tempo_combine", SystemSpec.tempo_combine)
+    if combine not in ("mean", "min"):
+        raise SystemConfigError(f"{where}: tempo_combine must be 'mean' (an ensemble's mean "
+                                f"probability) or 'min' (its least sure member), got {combine!r}")
     options = entry.get("options", {})
     if not isinstance(options, Mapping):
         raise SystemConfigError(f"{where}: options must be a table/object")
@@ -174,7 +182,7 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
                       guidance=float(entry.get("guidance", 3.0)),
                       temperature=float(entry.get("temperature", 1.0)),
                       best_of=counts["best_of"], semantic_best_of=counts["semantic_best_of"],
-                      tempo=tempo,
+                      tempo=tempo, tempo_combine=combine,
                       factory=entry.get("factory"), options=dict(options),
                       description=str(entry.get("description", "")))
 
@@ -245,7 +253,7 @@ class SystemRegistry:
         self.source = source
         self._generators: dict[str, Generator] = {}
         self._pipelines: dict[str, Any] = {}
-        self._tempo: dict[str, Any] = {}
+        self._tempo: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
     # -- construction ----------------------------------------------------------
@@ -364,8 +372,9 @@ class SystemRegistry:
 
     def _tempo_reward(self, spec: SystemSpec) -> Any:
         """The tempo reward of ``spec.tempo``, loaded once (the app may reach rewards/)."""
+        key = (spec.tempo, spec.tempo_combine)
         with self._lock:
-            if spec.tempo not in self._tempo:
+            if key not in self._tempo:
                 from rewards.tempo import TempoReward
 
                 if not Path(spec.tempo).is_dir():
@@ -373,11 +382,11 @@ class SystemRegistry:
                                             f"{spec.tempo} (`musicrl train tempo`, or fix "
                                             "'tempo' in --systems)")
                 try:
-                    self._tempo[spec.tempo] = TempoReward(spec.tempo)
+                    self._tempo[key] = TempoReward(spec.tempo, combine=spec.tempo_combine)
                 except Exception as e:
                     raise SystemUnavailable(f"system {spec.name!r}: cannot load the tempo "
                                             f"model at {spec.tempo}: {e}") from e
-            return self._tempo[spec.tempo]
+            return self._tempo[key]
 
     def generate(self, name: str, prompts: list[str], seconds: float, seed: int, *,
                  guidance: float | None = None, temperature: float | None = None,

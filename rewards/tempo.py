@@ -21,6 +21,11 @@ log BPM. It is independent of the evaluation's tempo estimator (librosa's beat t
 on the decoded audio, :mod:`musicrl.evaluation.estimators`): different input, different
 method, and neither sees the other's output.
 
+An ensemble (:class:`TempoEnsemble`: members trained alike from other seeds, their
+probabilities averaged — the prediction-ensemble form of WARM) is a drop-in
+replacement. Best-of-N selection seeks out the streams a single model rates too
+highly; members err on different streams, so their average is harder to fool.
+
 Reward (:class:`TempoReward`): ``r(tokens, bpm)`` = the model's probability that the
 stream's tempo lies within ±``tolerance`` (8 %) of the target BPM, in [0, 1]. A prompt
 that names no number but a tempo word of the captions ("leisurely", "mid-tempo",
@@ -49,7 +54,7 @@ from musicrl.config import opt, register_presets
 from musicrl.data.arrange import TEMPO_BUCKET_BPM
 from musicrl.errors import MusicrlError
 
-__all__ = ["TempoConfig", "TempoModel", "TempoError", "autocorrelation", "token_recurrence",
+__all__ = ["TempoConfig", "TempoModel", "TempoEnsemble", "TempoError", "autocorrelation", "token_recurrence",
            "bin_centers", "soft_targets", "tempo_loss", "within_mass", "closeness", "predict_bpm",
            "save_tempo", "load_tempo", "TempoReward", "bpm_from_prompt", "bucket_from_prompt",
            "range_mass", "labelled_tokens",
@@ -156,6 +161,38 @@ class TempoModel(nnx.Module):
         return self.out(jax.nn.gelu(self.hidden(x)))
 
 
+class TempoEnsemble(nnx.Module):
+    """Members of one config; ``__call__`` returns log of their mean probability over the
+    BPM bins, [b, k] (logits in the sense every reader here uses: softmax gives the mean)."""
+
+    def __init__(self, cfg: TempoConfig, members: int, *, rngs: nnx.Rngs):
+        if members < 1:
+            raise TempoError(f"an ensemble needs at least one member, got {members}")
+        self.cfg = cfg
+        self.members = nnx.List([TempoModel(cfg, rngs=rngs) for _ in range(members)])
+
+    @classmethod
+    def of(cls, models: Sequence[TempoModel]) -> TempoEnsemble:
+        """The ensemble of trained ``models`` (same config, else :class:`TempoError`)."""
+        if not models:
+            raise TempoError("an ensemble needs at least one member")
+        for i, m in enumerate(models):
+            if m.cfg != models[0].cfg:
+                raise TempoError(f"member {i}'s config differs from member 0's: an ensemble "
+                                 "averages probabilities over the same BPM bins and tokens")
+        ens = cls(models[0].cfg, 1, rngs=nnx.Rngs(0))
+        ens.members = nnx.List(list(models))
+        return ens
+
+    def member_logits(self, tokens_bs: jax.Array) -> jax.Array:
+        """Each member's log-probabilities, [m, b, k]."""
+        return jnp.stack([jax.nn.log_softmax(m(tokens_bs), -1) for m in self.members])
+
+    def __call__(self, tokens_bs: jax.Array) -> jax.Array:
+        return jax.nn.logsumexp(self.member_logits(tokens_bs), axis=0) - jnp.log(
+            len(self.members))
+
+
 def soft_targets(cfg: TempoConfig, bpm_b: jax.Array) -> jax.Array:
     """Gaussian over log BPM, centred at each target, normalized over the bins: [b, k]."""
     d = jnp.log(jnp.asarray(bin_centers(cfg)))[None] - jnp.log(bpm_b)[:, None]
@@ -197,19 +234,22 @@ def tempo_loss(model: TempoModel, tokens_bs: jax.Array, bpm_b: jax.Array
                   "mass_8pct": jnp.mean(within_mass(model.cfg, logits, bpm_b))}
 
 
-def save_tempo(path: str | Path, model: TempoModel, meta: dict[str, Any], dtype: Any = None
-               ) -> Path:
-    """Inference weights + meta (``meta['config']`` is the model config) to ``path``."""
+def save_tempo(path: str | Path, model: TempoModel | TempoEnsemble, meta: dict[str, Any],
+               dtype: Any = None) -> Path:
+    """Inference weights + meta (``meta['config']`` is the model config; an ensemble's
+    ``meta['members']`` its size) to ``path``, atomically."""
     from musicrl.checkpoint import save_weights
     from musicrl.config import to_dict
 
-    save_weights(path, model, meta={**meta, "component": "tempo", "config": to_dict(model.cfg)},
-                 dtype=dtype)
+    extra = {"members": len(model.members)} if isinstance(model, TempoEnsemble) else {}
+    save_weights(path, model, meta={**meta, **extra, "component": "tempo",
+                                    "config": to_dict(model.cfg)}, dtype=dtype)
     return Path(path)
 
 
-def load_tempo(path: str | Path) -> tuple[TempoModel, dict[str, Any]]:
-    """Loads a tempo model from a weights folder or a training work dir (its weights/)."""
+def load_tempo(path: str | Path) -> tuple[TempoModel | TempoEnsemble, dict[str, Any]]:
+    """Loads a tempo model (or ensemble, when ``meta['members']`` says so) from a weights
+    folder or a training work dir (its weights/)."""
     from musicrl.checkpoint import load_weights
     from musicrl.config import from_dict
 
@@ -224,7 +264,12 @@ def load_tempo(path: str | Path) -> tuple[TempoModel, dict[str, Any]]:
     if meta.get("component") != "tempo":
         raise TempoError(f"{path} holds {meta.get('component', 'unknown')!r} weights, "
                          "not a tempo model")
-    model = TempoModel(from_dict(TempoConfig, meta["config"]), rngs=nnx.Rngs(0))
+    cfg = from_dict(TempoConfig, meta["config"])
+    members = meta.get("members")
+    if members is not None and (not isinstance(members, int) or members < 1):
+        raise TempoError(f"{path}/meta.json: members={members!r} is not a positive count")
+    model = (TempoEnsemble(cfg, members, rngs=nnx.Rngs(0)) if members
+             else TempoModel(cfg, rngs=nnx.Rngs(0)))
     load_weights(path, model)
     return model, meta
 
@@ -265,8 +310,13 @@ def range_mass(cfg: TempoConfig, logits_bk: jax.Array, lo_b: jax.Array, hi_b: ja
 
 
 @nnx.jit
-def _logits(model: TempoModel, tokens_bs: jax.Array) -> jax.Array:
+def _logits(model: TempoModel | TempoEnsemble, tokens_bs: jax.Array) -> jax.Array:
     return model(tokens_bs)
+
+
+@nnx.jit
+def _member_logits(model: TempoEnsemble, tokens_bs: jax.Array) -> jax.Array:
+    return model.member_logits(tokens_bs)
 
 
 def labelled_tokens(root: str, split: str) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -289,8 +339,8 @@ def labelled_tokens(root: str, split: str) -> tuple[list[np.ndarray], np.ndarray
             np.array([bool(c.labels.get("drums")) for c in clips]))
 
 
-def score_tempo(model: TempoModel, seqs: list[np.ndarray], bpm: np.ndarray, drums: np.ndarray,
-                frames: int, batch: int = 128) -> dict[str, float]:
+def score_tempo(model: TempoModel | TempoEnsemble, seqs: list[np.ndarray], bpm: np.ndarray,
+                drums: np.ndarray, frames: int, batch: int = 128) -> dict[str, float]:
     """Within 8 % of the label (argmax bin) on the first ``frames`` of each stream, for
     all clips and those with drums, beside permutation chance (predictions scored against
     the other clips' labels)."""
@@ -314,7 +364,7 @@ def score_tempo(model: TempoModel, seqs: list[np.ndarray], bpm: np.ndarray, drum
     return out
 
 
-def evaluate_tempo(model: TempoModel, root: str, split: str = "test",
+def evaluate_tempo(model: TempoModel | TempoEnsemble, root: str, split: str = "test",
                    seconds: Sequence[float] = (4.0, 10.0), out: str | Path | None = None,
                    meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The tempo model on the real clips of a split: within 8 % of the labelled BPM from the
@@ -386,25 +436,39 @@ class TempoReward:
     reads it; a prompt without a number but with the tempo words of one bucket
     (:func:`bucket_from_prompt`) scores the mass of that bucket's BPM range (with either
     ``width``); a row without a target scores NaN (the caller decides what that means).
+
+    With an ensemble (:class:`TempoEnsemble`), ``combine="mean"`` scores the members'
+    average probability; ``"min"`` the least of the members' scores — the worst-case
+    reward of reward-model ensembles against over-optimization (Coste et al., 2023): a
+    stream is rated only as surely as its most doubtful member rates it.
     """
 
     def __init__(self, weights_dir: str | Path = "assets/small/tempo", tolerance: float = 0.08,
-                 width: float = 0.0):
+                 width: float = 0.0, combine: str = "mean"):
         if not 0 < tolerance < 1:
             raise TempoError(f"tolerance={tolerance} must be in (0, 1)")
         if not 0 <= width < 2:
             raise TempoError(f"width={width} must be in [0, 2) (0: the ±tolerance window)")
+        if combine not in ("mean", "min"):
+            raise TempoError(f"combine={combine!r}: use 'mean' or 'min'")
         self.model, self.meta = load_tempo(weights_dir)
-        self.tolerance, self.width = tolerance, width
+        if combine == "min" and not isinstance(self.model, TempoEnsemble):
+            raise TempoError(f"combine='min' needs an ensemble; {weights_dir} holds one model "
+                             "(train one with `musicrl train tempo members=5`)")
+        self.tolerance, self.width, self.combine = tolerance, width, combine
 
-    def logits(self, tokens_bs: np.ndarray | jax.Array) -> jax.Array:
+    def _tokens(self, tokens_bs: np.ndarray | jax.Array) -> jax.Array:
         tokens = jnp.asarray(tokens_bs, jnp.int32)
         if tokens.ndim != 2:
             raise TempoError(f"tokens must be [batch, frames], got shape {tokens.shape}")
         if int(jnp.max(tokens)) >= self.model.cfg.vocab or int(jnp.min(tokens)) < 0:
             raise TempoError(f"token ids must be in [0, {self.model.cfg.vocab}): this tempo "
                              "model was trained on another semantic tokenizer")
-        return _logits(self.model, tokens)
+        return tokens
+
+    def logits(self, tokens_bs: np.ndarray | jax.Array) -> jax.Array:
+        """Log-probabilities over the BPM bins, [b, k] (an ensemble's: of its mean)."""
+        return _logits(self.model, self._tokens(tokens_bs))
 
     def __call__(self, bpm: Sequence[float | str] | np.ndarray, tokens_bs: np.ndarray | jax.Array
                  ) -> np.ndarray:
@@ -413,16 +477,26 @@ class TempoReward:
         if len(target) != np.shape(tokens_bs)[0]:
             raise TempoError(f"{len(target)} targets for {np.shape(tokens_bs)[0]} token rows")
         ok = np.isfinite(target) & (target > 0)
-        logits, tgt = self.logits(tokens_bs), jnp.asarray(np.where(ok, target, 100.0))
-        mass = np.asarray(closeness(self.model.cfg, logits, tgt, self.width) if self.width else
-                          within_mass(self.model.cfg, logits, tgt, self.tolerance))
+        tgt = jnp.asarray(np.where(ok, target, 100.0))
         buckets = [bucket_from_prompt(b) if isinstance(b, str) and not k else None
                    for b, k in zip(bpm, ok, strict=True)]
         words = np.array([b is not None for b in buckets])
-        if words.any():
-            lo = np.array([TEMPO_BUCKET_BPM[b][0] if b else 0.0 for b in buckets], np.float32)
-            hi = np.array([TEMPO_BUCKET_BPM[b][1] if b else 0.0 for b in buckets], np.float32)
-            mass = np.where(words, np.asarray(range_mass(self.model.cfg, logits, lo, hi)), mass)
+        lo = np.array([TEMPO_BUCKET_BPM[b][0] if b else 0.0 for b in buckets], np.float32)
+        hi = np.array([TEMPO_BUCKET_BPM[b][1] if b else 0.0 for b in buckets], np.float32)
+        cfg = self.model.cfg
+
+        def score(logits: jax.Array) -> np.ndarray:
+            mass = np.asarray(closeness(cfg, logits, tgt, self.width) if self.width else
+                              within_mass(cfg, logits, tgt, self.tolerance))
+            if words.any():
+                mass = np.where(words, np.asarray(range_mass(cfg, logits, lo, hi)), mass)
+            return mass
+
+        if self.combine == "min":
+            mass = np.min([score(m) for m in _member_logits(self.model,
+                                                            self._tokens(tokens_bs))], axis=0)
+        else:
+            mass = score(self.logits(tokens_bs))
         return np.where(ok | words, mass, np.nan).astype(np.float32)
 
     def bpm(self, tokens_bs: np.ndarray | jax.Array) -> np.ndarray:

@@ -26,6 +26,7 @@ from flax import nnx
 from musicrl.config import opt, presets_of, register_presets, to_dict
 from rewards.tempo import (
     TempoConfig,
+    TempoEnsemble,
     TempoError,
     TempoModel,
     labelled_tokens,
@@ -53,6 +54,9 @@ class TempoTrainConfig:
     weight_decay: float = opt(1e-4, "AdamW weight decay", min=0.0)
     grad_clip: float = opt(1.0, "global gradient-norm clip", min=0.0)
     eval_every: int = opt(250, "steps between valid evaluations", min=1)
+    members: int = opt(1, "models trained alike from seeds seed, seed+1, … (each in "
+                          "<workdir>/member-<i>) whose probabilities the exported ensemble "
+                          "averages; 1: one model", min=1, max=64)
 
 
 register_presets(TempoTrainConfig, {
@@ -99,7 +103,10 @@ def train_step(model: TempoModel, optimizer: nnx.Optimizer, tokens_bs: jax.Array
 
 def train_tempo(cfg: TempoTrainConfig, progress: bool = True, command: str = "",
                 extra_hooks: tuple[Hook, ...] = ()) -> Path:
-    """Trains (or resumes) the tempo model; returns the exported weights folder."""
+    """Trains (or resumes) the tempo model — or, with ``members`` > 1, each member in turn
+    and then their ensemble — and returns the exported weights folder."""
+    if cfg.members > 1:
+        return _train_ensemble(cfg, progress, command, extra_hooks)
     from musicrl.codec.model import count_params
     from musicrl.data.variants import split_roots
 
@@ -144,4 +151,39 @@ def train_tempo(cfg: TempoTrainConfig, progress: bool = True, command: str = "",
         "valid": valid.at(final, model),
         "wall_seconds_this_session": round(time.time() - t0, 1)})
     print(f"tempo weights: {out}  valid: {valid.summary()}")
+    return out
+
+
+def _train_ensemble(cfg: TempoTrainConfig, progress: bool, command: str,
+                    extra_hooks: tuple[Hook, ...]) -> Path:
+    """Members 0…K−1 (seed + i, ``<workdir>/member-<i>``, each resumable on its own), then
+    ``<workdir>/weights``: their ensemble, scored on valid beside each member."""
+    from rewards.tempo import load_tempo
+
+    t0 = time.time()
+    work = Path(cfg.loop.workdir)
+    models, member_valid = [], []
+    for i in range(cfg.members):
+        sub = dataclasses.replace(cfg, members=1, loop=dataclasses.replace(
+            cfg.loop, seed=cfg.loop.seed + i, workdir=str(work / f"member-{i}")))
+        print(f"tempo ensemble: member {i + 1} of {cfg.members} (seed {sub.loop.seed})")
+        w = train_tempo(sub, progress=progress, command=command, extra_hooks=extra_hooks)
+        if not (w / "meta.json").exists():
+            return work / "weights"                     # a member stopped early: resume later
+        model, meta = load_tempo(w)
+        models.append(model)
+        member_valid.append(meta.get("valid", {}))
+    ens = TempoEnsemble.of(models)
+    frames = int(round(cfg.crop_seconds * cfg.model.frame_rate))
+    v_seqs, v_bpm, v_drums = labelled_tokens(cfg.data_root, "valid")
+    valid = {f"valid/{k}": v for k, v in score_tempo(ens, v_seqs, v_bpm, v_drums,
+                                                      frames).items()}
+    out = work / "weights"
+    save_tempo(out, ens, meta={
+        "train_config": to_dict(cfg), "steps": cfg.loop.steps, "command": command,
+        "valid": valid, "member_valid": member_valid,
+        "wall_seconds_this_session": round(time.time() - t0, 1)})
+    print(f"tempo ensemble of {cfg.members}: {out}  valid: "
+          + "  ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in valid.items()
+                      if "within" in k or "chance" in k))
     return out

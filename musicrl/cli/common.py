@@ -69,7 +69,18 @@ def add_semantic_best_of_args(p: argparse.ArgumentParser) -> None:
                         "or a word such as 'leisurely' or 'brisk'; prompts with neither keep "
                         "their first); costs N× stage S only (default 1 = off)")
     p.add_argument("--tempo", default=DEFAULT_TEMPO,
-                   help=f"tempo reward model for --semantic-best-of (default {DEFAULT_TEMPO})")
+                   help=f"tempo reward model for --semantic-best-of (default {DEFAULT_TEMPO}; "
+                        "an ensemble such as assets/small/tempo-ensemble also works)")
+    p.add_argument("--tempo-combine", default="mean", choices=("mean", "min"),
+                   help="with an ensemble: score by the members' mean probability, or by the "
+                        "least sure member (min: harder for selection to fool)")
+
+
+def tempo_label(args: argparse.Namespace) -> str:
+    """How a report names the stage-S scorer: "tempo", or its folder and combination."""
+    if args.tempo == DEFAULT_TEMPO and args.tempo_combine == "mean":
+        return "tempo"
+    return f"tempo ({args.tempo}" + (", min" if args.tempo_combine == "min" else "") + ")"
 
 
 def semantic_scorer(args: argparse.Namespace):
@@ -85,6 +96,6 @@ def semantic_scorer(args: argparse.Namespace):
     from rewards.tempo import TempoError, TempoReward
 
     try:
-        return TempoReward(args.tempo)
+        return TempoReward(args.tempo, combine=args.tempo_combine)
     except TempoError as e:
         raise UserError(str(e)) from None

@@ -14,6 +14,7 @@ from musicrl.cli.common import (
     UserError,
     add_semantic_best_of_args,
     semantic_scorer,
+    tempo_label,
 )
 
 
@@ -249,7 +250,7 @@ def _cmd_eval_generate(args: argparse.Namespace) -> int:
             seed=args.seed, batch=args.batch, estimators_dir=args.estimators,
             diversity_embed=embed, out=out, best_of=args.best_of,
             semantic_best_of=args.semantic_best_of, semantic_score=semantic_scorer(args),
-            semantic_score_name="tempo", progress=not args.quiet)
+            semantic_score_name=tempo_label(args), progress=not args.quiet)
     except ValueError as e:
         raise UserError(str(e)) from None
     write_report(rep, out)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -333,11 +334,12 @@ def write_report(rep: dict[str, Any], out: str | os.PathLike) -> Path:
     write_text_atomic(out / "report.md", format_table(rep) + "\n")
     systems = rep["systems"]
     fig, ax = plt.subplots(1, 3, figsize=(16, 4.2))
-    labels = [system_label(s) for s in systems.values()]
+    labels = [textwrap.fill(system_label(s), 24) for s in systems.values()]  # long names wrap
     names = ["real", *labels]
     ax[0].bar(names, [rep["real"]["mcc"]] + [s["mcc"] for s in systems.values()], color="C0")
     ax[0].bar(names[1:], [s["mcc_other_prompts"] for s in systems.values()], color="C3",
               width=0.4, label="other prompts")
+    ax[0].tick_params(axis="x", labelsize=7)
     ax[0].set_title("MuLan cycle consistency")
     ax[0].legend()
     fad_names = labels + \
@@ -345,6 +347,7 @@ def write_report(rep: dict[str, Any], out: str | os.PathLike) -> Path:
     fad_vals = [s["fad"] for s in systems.values()] + \
         [b["fad"] for b in rep.get("baselines", {}).values()]
     ax[1].barh(fad_names, [f["mean"] for f in fad_vals], xerr=[f["std"] for f in fad_vals])
+    ax[1].tick_params(axis="y", labelsize=7)
     ax[1].set_title("FAD vs real test audio (handcrafted-v1), lower is better")
     attrs = list(rep["real"]["adherence"])
     x = np.arange(len(attrs))

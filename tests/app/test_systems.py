@@ -70,6 +70,8 @@ def test_registry_from_file_json_and_toml(tmp_path):
     ({"systems": [{"name": "x", "factory": "a:b", "semantic_best_of": 2}]},
      "semantic_best_of works with"),
     ({"systems": [{"name": "x", "weights": "w", "tempo": 3}]}, "tempo must be"),
+    ({"systems": [{"name": "x", "weights": "w", "tempo_combine": "max"}]},
+     "tempo_combine must be"),
 ])
 def test_registry_refuses_bad_configs(data, match):
     with pytest.raises(SystemConfigError, match=match):
@@ -196,3 +198,17 @@ def test_registry_semantic_best_of_by_a_tempo_model(tmp_path):
     assert settings["tempo"] == str(tmp_path / "tempo")
     scores = reg.get("tiny-tempo3").pipeline.last_semantic_scores
     assert scores.shape == (1, 3) and np.all((scores >= 0) & (scores <= 1))
+
+    # an ensemble scored by its least sure member; "min" on one model is unavailable
+    from rewards.tempo import TempoEnsemble
+
+    save_tempo(tmp_path / "ens", TempoEnsemble(cfg, 3, rngs=nnx.Rngs(1)), meta={"steps": 0})
+    reg = SystemRegistry.from_dict({"systems": [
+        {"name": "ens-min", "weights": str(bundle), "semantic_best_of": 3,
+         "tempo": str(tmp_path / "ens"), "tempo_combine": "min"},
+        {"name": "one-min", "weights": str(bundle), "semantic_best_of": 3,
+         "tempo": str(tmp_path / "tempo"), "tempo_combine": "min"}]})
+    _, _, settings = reg.generate("ens-min", ["drums at 120 bpm"], 2.0, seed=0)
+    assert settings["tempo_combine"] == "min"
+    with pytest.raises(SystemUnavailable, match="needs an ensemble"):
+        reg.generate("one-min", ["drums at 120 bpm"], 2.0, seed=0)

@@ -13,6 +13,7 @@ from flax import nnx
 from musicrl.config import presets_of
 from rewards.tempo import (
     TempoConfig,
+    TempoEnsemble,
     TempoError,
     TempoModel,
     TempoReward,
@@ -149,6 +150,40 @@ def test_save_load_reward_and_errors(tmp_path):
         load_tempo(tmp_path / "other")
 
 
+def test_an_ensemble_averages_its_members_probabilities(tmp_path):
+    """The ensemble's output is log of the members' mean probability; it saves to and loads
+    from one folder, scores rewards like one model, and refuses members of two configs."""
+    cfg = presets_of(TempoConfig)["tiny"]
+    members = [TempoModel(cfg, rngs=nnx.Rngs(s)) for s in range(3)]
+    ens = TempoEnsemble.of(members)
+    x = jax.random.randint(jax.random.key(1), (4, 40), 0, cfg.vocab)
+    mean = np.mean([np.asarray(jax.nn.softmax(m(x), -1)) for m in members], 0)
+    np.testing.assert_allclose(np.asarray(jax.nn.softmax(ens(x), -1)), mean, rtol=1e-5,
+                               atol=1e-7)
+    save_tempo(tmp_path / "ens", ens, meta={"steps": 0})
+    back, meta = load_tempo(tmp_path / "ens")
+    assert isinstance(back, TempoEnsemble) and meta["members"] == 3
+    np.testing.assert_allclose(np.asarray(back(x)), np.asarray(ens(x)), rtol=1e-6)
+    r = TempoReward(tmp_path / "ens")([90.0] * 4, np.asarray(x))
+    inside = np.abs(bin_centers(cfg) / 90.0 - 1) <= 0.08
+    np.testing.assert_allclose(r, mean[:, inside].sum(-1), rtol=1e-5)
+    # worst case: the least of the members' own masses (never above the mean's)
+    r_min = TempoReward(tmp_path / "ens", combine="min")([90.0] * 4, np.asarray(x))
+    per = [np.asarray(jax.nn.softmax(m(x), -1))[:, inside].sum(-1) for m in members]
+    np.testing.assert_allclose(r_min, np.min(per, 0), rtol=1e-5)
+    assert np.all(r_min <= r + 1e-6)
+    save_tempo(tmp_path / "one", members[0], meta={"steps": 0})
+    with pytest.raises(TempoError, match="needs an ensemble"):
+        TempoReward(tmp_path / "one", combine="min")
+    with pytest.raises(TempoError, match="combine"):
+        TempoReward(tmp_path / "ens", combine="median")
+    other = dataclasses.replace(cfg, bins=cfg.bins * 2)
+    with pytest.raises(TempoError, match="config differs"):
+        TempoEnsemble.of([members[0], TempoModel(other, rngs=nnx.Rngs(0))])
+    with pytest.raises(TempoError, match="at least one member"):
+        TempoEnsemble.of([])
+
+
 def test_semantic_best_of_by_tempo_from_the_cli(tmp_path, capsys):
     """`musicrl generate --semantic-best-of N` ranks stage S's candidates by the tempo reward
     read from the prompt's BPM; a bad --tempo folder is refused with a message."""
@@ -170,6 +205,15 @@ def test_semantic_best_of_by_tempo_from_the_cli(tmp_path, capsys):
     assert main(["generate", "x", "--model", str(bundle), "--semantic-best-of", "2",
                  "--tempo", str(tmp_path / "nope"), "-o", str(tmp_path / "x.wav")]) == 2
     assert "no tempo model" in capsys.readouterr().err
+    # --tempo-combine min: an ensemble's least sure member; one model is refused
+    save_tempo(tmp_path / "ens", TempoEnsemble(cfg, 2, rngs=nnx.Rngs(1)), meta={"steps": 0})
+    assert main(["generate", "drums at 120 bpm", "--model", str(bundle), "--seconds", "2",
+                 "--semantic-best-of", "2", "--tempo", str(tmp_path / "ens"),
+                 "--tempo-combine", "min", "-o", str(tmp_path / "e.wav")]) == 0
+    assert main(["generate", "x", "--model", str(bundle), "--semantic-best-of", "2",
+                 "--tempo", str(tmp_path / "tempo"), "--tempo-combine", "min",
+                 "-o", str(tmp_path / "y.wav")]) == 2
+    assert "needs an ensemble" in capsys.readouterr().err
 
 
 def test_bucket_from_prompt_reads_the_caption_tempo_words():

@@ -63,6 +63,29 @@ def test_tempo_model_trains_and_reports_valid_accuracy(rl_data, tmp_path, capsys
     assert "musicrl tokenize" in capsys.readouterr().err
 
 
+def test_tempo_ensemble_trains_its_members_then_exports_their_average(rl_data, tmp_path):
+    """members=2: member 0 is the single run of the same seed (the runs are deterministic),
+    member 1 another seed; the export is their ensemble, scored on valid beside each."""
+    from rewards.tempo import TempoEnsemble
+
+    root, _, tempo = rl_data
+    work = tmp_path / "ens"
+    assert main(["train", "tempo", "--preset", "tiny", "--quiet", f"data_root={root}",
+                 "members=2", f"loop.workdir={work}"]) == 0
+    ens, meta = load_tempo(work / "weights")
+    assert isinstance(ens, TempoEnsemble) and meta["members"] == 2
+    assert len(meta["member_valid"]) == 2 and 0 <= meta["valid"]["valid/within_8pct"] <= 1
+    single, _ = load_tempo(tempo)
+    for a, b in zip(jax.tree.leaves(nnx.state(ens.members[0])),
+                    jax.tree.leaves(nnx.state(single)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.allclose(np.asarray(ens.members[0].out.kernel[...]),
+                           np.asarray(ens.members[1].out.kernel[...]))
+    # a second call finds every member done and only re-exports
+    assert main(["train", "tempo", "--preset", "tiny", "--quiet", f"data_root={root}",
+                 "members=2", f"loop.workdir={work}"]) == 0
+
+
 def test_rloo_advantages():
     r = np.array([[1.0, 0.0, 0.5], [0.2, 0.2, 0.2]])
     adv = np.asarray(rloo_advantages(r))
