@@ -171,6 +171,8 @@ def _train_ensemble(cfg: TempoTrainConfig, progress: bool, command: str,
         if not (w / "meta.json").exists():
             return work / "weights"                     # a member stopped early: resume later
         model, meta = load_tempo(w)
+        if meta.get("steps") != cfg.loop.steps:         # an older export; this run stopped early
+            return work / "weights"
         models.append(model)
         member_valid.append(meta.get("valid", {}))
     ens = TempoEnsemble.of(models)
