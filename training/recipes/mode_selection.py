@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-_WORDS = {
-    "major": ("major", "bright", "cheerful", "happy", "sunny", "joyful", "uplifting"),
-    "minor": ("minor", "melancholic", "sad", "dark", "wistful", "somber", "mournful"),
-}
-_RES = {m: re.compile(r"\b(" + "|".join(ws) + r")\b", re.IGNORECASE) for m, ws in _WORDS.items()}
+from musicrl.data.captioning import MOOD_WORDS
+
+# a mode is named by itself ("minor") or by the captions' mood words for it ("melancholic")
+_RES = {m: re.compile(r"\b(" + "|".join((m, *ws)) + r")\b", re.IGNORECASE)
+        for m, ws in MOOD_WORDS.items()}
 
 
 def prompt_mode(prompt: str) -> str | None:
