@@ -5,7 +5,10 @@ checkpoint (``weights``) with fixed settings (``guidance``, ``temperature``, and
 ``best_of``: keep the best of N samples by the model's MuLan score; ``semantic_best_of``:
 pass on the best of N stage-S continuations by the tempo reward model at ``tempo``, read
 against the BPM the prompt states; ``tempo_combine``: ``"min"`` scores an ensemble such as
-``assets/small/tempo-ensemble`` by its least sure member), under a name.
+``assets/small/tempo-ensemble`` by its least sure member; ``mode_reward``: also by the mode
+reward model in that folder, read against the mode the prompt names — the score is the
+product of the two probabilities, or the mode's alone with ``"tempo": "none"``;
+``mode_combine`` as ``tempo_combine``), under a name.
 Systems are listed in a JSON or TOML file::
 
     {"systems": [
@@ -94,6 +97,8 @@ class SystemSpec:
     semantic_best_of: int = 1
     tempo: str = "assets/small/tempo"
     tempo_combine: str = "mean"
+    mode_reward: str = ""
+    mode_combine: str = "mean"
     factory: str | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     description: str = ""
@@ -109,6 +114,10 @@ class SystemSpec:
             out["semantic_best_of"], out["tempo"] = self.semantic_best_of, self.tempo
             if self.tempo_combine != "mean":
                 out["tempo_combine"] = self.tempo_combine
+            if self.mode_reward:
+                out["mode_reward"] = self.mode_reward
+                if self.mode_combine != "mean":
+                    out["mode_combine"] = self.mode_combine
         out.update(overrides)
         return out
 
@@ -171,10 +180,20 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
     if not isinstance(tempo, str) or not tempo:
         raise SystemConfigError(f"{where}: tempo must be the folder of a tempo reward model, "
                                 f"got {tempo!r}")
-    combine = entry.get("tempo_combine", SystemSpec.tempo_combine)
-    if combine not in ("mean", "min"):
-        raise SystemConfigError(f"{where}: tempo_combine must be 'mean' (an ensemble's mean "
-                                f"probability) or 'min' (its least sure member), got {combine!r}")
+    combines = {}
+    for key in ("tempo_combine", "mode_combine"):
+        combines[key] = entry.get(key, "mean")
+        if combines[key] not in ("mean", "min"):
+            raise SystemConfigError(f"{where}: {key} must be 'mean' (an ensemble's mean "
+                                    f"probability) or 'min' (its least sure member), got "
+                                    f"{combines[key]!r}")
+    mode_reward = entry.get("mode_reward", "")
+    if not isinstance(mode_reward, str):
+        raise SystemConfigError(f"{where}: mode_reward must be the folder of a mode reward "
+                                f"model (or absent), got {mode_reward!r}")
+    if tempo == "none" and not mode_reward:
+        raise SystemConfigError(f"{where}: tempo 'none' leaves semantic_best_of nothing to "
+                                "select by; give mode_reward, or a tempo folder")
     options = entry.get("options", {})
     if not isinstance(options, Mapping):
         raise SystemConfigError(f"{where}: options must be a table/object")
@@ -182,7 +201,8 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
                       guidance=float(entry.get("guidance", 3.0)),
                       temperature=float(entry.get("temperature", 1.0)),
                       best_of=counts["best_of"], semantic_best_of=counts["semantic_best_of"],
-                      tempo=tempo, tempo_combine=combine,
+                      tempo=tempo, tempo_combine=combines["tempo_combine"],
+                      mode_reward=mode_reward, mode_combine=combines["mode_combine"],
                       factory=entry.get("factory"), options=dict(options),
                       description=str(entry.get("description", "")))
 
@@ -253,7 +273,7 @@ class SystemRegistry:
         self.source = source
         self._generators: dict[str, Generator] = {}
         self._pipelines: dict[str, Any] = {}
-        self._tempo: dict[tuple[str, str], Any] = {}
+        self._rewards: dict[tuple[str, str, str], Any] = {}
         self._lock = threading.Lock()
 
     # -- construction ----------------------------------------------------------
@@ -370,23 +390,41 @@ class SystemRegistry:
         self._pipelines[folder] = pipe
         return pipe
 
-    def _tempo_reward(self, spec: SystemSpec) -> Any:
-        """The tempo reward of ``spec.tempo``, loaded once (the app may reach rewards/)."""
-        key = (spec.tempo, spec.tempo_combine)
+    def _reward(self, spec: SystemSpec, kind: str, folder: str, combine: str) -> Any:
+        """The ``kind`` ("tempo" or "mode") reward in ``folder``, loaded once (the app may
+        reach rewards/)."""
+        key = (kind, folder, combine)
         with self._lock:
-            if key not in self._tempo:
-                from rewards.tempo import TempoReward
-
-                if not Path(spec.tempo).is_dir():
-                    raise SystemUnavailable(f"system {spec.name!r}: no tempo model at "
-                                            f"{spec.tempo} (`musicrl train tempo`, or fix "
-                                            "'tempo' in --systems)")
+            if key not in self._rewards:
+                if kind == "tempo":
+                    from rewards.tempo import TempoReward as cls
+                else:
+                    from rewards.mode import ModeReward as cls
+                field = "tempo" if kind == "tempo" else "mode_reward"
+                if not Path(folder).is_dir():
+                    raise SystemUnavailable(f"system {spec.name!r}: no {kind} model at "
+                                            f"{folder} (`musicrl train {kind}`, or fix "
+                                            f"'{field}' in --systems)")
                 try:
-                    self._tempo[key] = TempoReward(spec.tempo, combine=spec.tempo_combine)
+                    self._rewards[key] = cls(folder, combine=combine)
                 except Exception as e:
-                    raise SystemUnavailable(f"system {spec.name!r}: cannot load the tempo "
-                                            f"model at {spec.tempo}: {e}") from e
-            return self._tempo[key]
+                    raise SystemUnavailable(f"system {spec.name!r}: cannot load the {kind} "
+                                            f"model at {folder}: {e}") from e
+            return self._rewards[key]
+
+    def _stage_s_score(self, spec: SystemSpec) -> Any:
+        """What ranks stage S's candidates: the tempo reward, the mode reward, or their
+        product (:class:`rewards.combine.ProductScore`)."""
+        scores = []
+        if spec.tempo != "none":
+            scores.append(self._reward(spec, "tempo", spec.tempo, spec.tempo_combine))
+        if spec.mode_reward:
+            scores.append(self._reward(spec, "mode", spec.mode_reward, spec.mode_combine))
+        if len(scores) == 1:
+            return scores[0]
+        from rewards.combine import ProductScore
+
+        return ProductScore(scores)
 
     def generate(self, name: str, prompts: list[str], seconds: float, seed: int, *,
                  guidance: float | None = None, temperature: float | None = None,
@@ -410,7 +448,7 @@ class SystemRegistry:
             kw["best_of"] = spec.best_of
         if spec.semantic_best_of > 1:
             kw["semantic_best_of"] = spec.semantic_best_of
-            kw["semantic_score"] = self._tempo_reward(spec)
+            kw["semantic_score"] = self._stage_s_score(spec)
         audio = np.asarray(gen.generate(list(prompts), seconds, int(seed), g, t, **kw),
                            dtype=np.float32)
         if audio.ndim != 2 or audio.shape[0] != len(prompts) or audio.shape[1] == 0:

@@ -62,25 +62,42 @@ DEFAULT_TEMPO = "assets/small/tempo"
 
 
 def add_semantic_best_of_args(p: argparse.ArgumentParser) -> None:
-    """``--semantic-best-of N`` and ``--tempo DIR``: best-of-N on stage S by the tempo reward."""
+    """``--semantic-best-of N``, ``--tempo DIR`` and ``--mode-reward DIR``: best-of-N on
+    stage S by the tempo reward, the mode reward, or both (the product)."""
     p.add_argument("--semantic-best-of", type=int, default=1, metavar="N",
-                   help="sample N stage-S continuations per clip and pass on the one the tempo "
-                        "reward model puts most surely at the tempo the prompt states ('97 bpm', "
-                        "or a word such as 'leisurely' or 'brisk'; prompts with neither keep "
-                        "their first); costs N× stage S only (default 1 = off)")
+                   help="sample N stage-S continuations per clip and pass on the one the reward "
+                        "models rate most surely at the tempo the prompt states ('97 bpm', or a "
+                        "word such as 'leisurely' or 'brisk') and, with --mode-reward, in the "
+                        "mode it names ('minor', 'melancholic', 'bright'); prompts that name "
+                        "neither keep their first; costs N× stage S only (default 1 = off)")
     p.add_argument("--tempo", default=DEFAULT_TEMPO,
                    help=f"tempo reward model for --semantic-best-of (default {DEFAULT_TEMPO}; "
-                        "an ensemble such as assets/small/tempo-ensemble also works)")
+                        "an ensemble such as assets/small/tempo-ensemble also works; 'none': "
+                        "select by the mode reward alone)")
     p.add_argument("--tempo-combine", default="mean", choices=("mean", "min"),
                    help="with an ensemble: score by the members' mean probability, or by the "
                         "least sure member (min: harder for selection to fool)")
+    p.add_argument("--mode-reward", default="", metavar="DIR",
+                   help="also select by this mode reward model (e.g. assets/small/mode; "
+                        "`musicrl train mode`): the score is the product of the tempo and "
+                        "mode probabilities (default: tempo alone)")
+    p.add_argument("--mode-combine", default="mean", choices=("mean", "min"),
+                   help="with a mode ensemble: the members' mean probability or the least one")
 
 
-def tempo_label(args: argparse.Namespace) -> str:
-    """How a report names the stage-S scorer: "tempo", or its folder and combination."""
-    if args.tempo == DEFAULT_TEMPO and args.tempo_combine == "mean":
-        return "tempo"
-    return f"tempo ({args.tempo}" + (", min" if args.tempo_combine == "min" else "") + ")"
+def scorer_label(args: argparse.Namespace) -> str:
+    """How a report names the stage-S scorer: "tempo", "tempo × mode (DIR)", …"""
+    parts = []
+    if args.tempo != "none":
+        if args.tempo == DEFAULT_TEMPO and args.tempo_combine == "mean":
+            parts.append("tempo")
+        else:
+            parts.append(f"tempo ({args.tempo}" + (", min" if args.tempo_combine == "min"
+                                                   else "") + ")")
+    if args.mode_reward:
+        parts.append(f"mode ({args.mode_reward}" + (", min" if args.mode_combine == "min"
+                                                    else "") + ")")
+    return " × ".join(parts)
 
 
 def semantic_scorer(args: argparse.Namespace):
@@ -90,12 +107,28 @@ def semantic_scorer(args: argparse.Namespace):
         return None
     from pathlib import Path
 
-    if not Path(args.tempo).is_dir():
-        raise UserError(f"--tempo {args.tempo}: no tempo model there; train one with "
-                        "`musicrl train tempo` or pass its weights folder")
+    if args.tempo == "none" and not args.mode_reward:
+        raise UserError("--tempo none leaves --semantic-best-of nothing to select by: pass "
+                        "--mode-reward DIR, or a tempo model")
+    from rewards.combine import ProductScore
+    from rewards.mode import ModeError, ModeReward
     from rewards.tempo import TempoError, TempoReward
 
-    try:
-        return TempoReward(args.tempo, combine=args.tempo_combine)
-    except TempoError as e:
-        raise UserError(str(e)) from None
+    scores = []
+    if args.tempo != "none":
+        if not Path(args.tempo).is_dir():
+            raise UserError(f"--tempo {args.tempo}: no tempo model there; train one with "
+                            "`musicrl train tempo` or pass its weights folder")
+        try:
+            scores.append(TempoReward(args.tempo, combine=args.tempo_combine))
+        except TempoError as e:
+            raise UserError(str(e)) from None
+    if args.mode_reward:
+        if not Path(args.mode_reward).is_dir():
+            raise UserError(f"--mode-reward {args.mode_reward}: no mode model there; train "
+                            "one with `musicrl train mode` or pass its weights folder")
+        try:
+            scores.append(ModeReward(args.mode_reward, combine=args.mode_combine))
+        except ModeError as e:
+            raise UserError(str(e)) from None
+    return scores[0] if len(scores) == 1 else ProductScore(scores)

@@ -13,8 +13,8 @@ from musicrl.cli.common import (
     EXIT_OK,
     UserError,
     add_semantic_best_of_args,
+    scorer_label,
     semantic_scorer,
-    tempo_label,
 )
 
 
@@ -227,6 +227,34 @@ def _cmd_eval_tempo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_eval_mode(args: argparse.Namespace) -> int:
+    from rewards.mode import ModeError, evaluate_mode, load_mode
+
+    try:
+        model, meta = load_mode(args.weights)
+        seconds = [float(s) for s in args.seconds.split(",")]
+    except ValueError as e:
+        raise UserError(f"--seconds {args.seconds!r}: {e}" if "could not convert" in str(e)
+                        else str(e)) from None
+    out = Path(args.out or Path("runs/eval") / f"mode-{args.split}")
+    command = (f"musicrl eval mode --weights {args.weights} --root {args.root} --split "
+               f"{args.split} --seconds {args.seconds} --out {out}")
+    try:
+        rep = evaluate_mode(model, args.root, args.split, seconds, out=out,
+                            meta={"weights": str(args.weights), "command": command,
+                                  "steps": meta.get("steps")})
+    except ModeError as e:
+        raise UserError(str(e)) from None
+    print(f"mode model {args.weights} (step {meta.get('steps', '?')}): mode and key from the "
+          f"first S seconds of semantic tokens, {rep['clips']} {args.split} clips\n")
+    print("| first S | mode | chance | majority | key (24) |\n|---|---|---|---|---|")
+    for s, v in rep["by_seconds"].items():
+        print(f"| {s} s | {v['mode_acc']:.3f} | {v['mode_chance']:.3f} | {v['majority']:.3f} | "
+              f"{v['key_acc']:.3f} |")
+    print(f"\nreport: {out / 'report.json'}; plot: {out / 'mode.png'}")
+    return EXIT_OK
+
+
 def _cmd_eval_generate(args: argparse.Namespace) -> int:
     from musicrl.evaluation.generation import evaluate_generation, format_table, write_report
     from musicrl.pipeline import Pipeline
@@ -250,7 +278,7 @@ def _cmd_eval_generate(args: argparse.Namespace) -> int:
             seed=args.seed, batch=args.batch, estimators_dir=args.estimators,
             diversity_embed=embed, out=out, best_of=args.best_of,
             semantic_best_of=args.semantic_best_of, semantic_score=semantic_scorer(args),
-            semantic_score_name=tempo_label(args), progress=not args.quiet)
+            semantic_score_name=scorer_label(args), progress=not args.quiet)
     except ValueError as e:
         raise UserError(str(e)) from None
     write_report(rep, out)
@@ -262,7 +290,7 @@ def _cmd_eval_generate(args: argparse.Namespace) -> int:
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate a model and write a report (JSON, PNG plots)")
-    esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="{codec,estimators,mulan,fad,quality,diversity,tempo,generate}")
+    esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="{codec,estimators,mulan,fad,quality,diversity,tempo,mode,generate}")
     c = esub.add_parser(
         "codec", help="the codec on held-out clips beside Opus: mel/STFT/SI-SDR, code usage",
         description="Encodes and decodes every clip of a split with 1, 2, 4 and 8 RVQ levels and "
@@ -361,6 +389,23 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     te.add_argument("--out", default=None, help="report folder (default runs/eval/tempo-SPLIT)")
     te.add_argument("--quiet", action="store_true", help="(accepted for symmetry)")
     te.set_defaults(func=_cmd_eval_tempo)
+    mo = esub.add_parser(
+        "mode", help="the mode reward model: major/minor and key from semantic tokens of real clips",
+        description="Reads the key (tonic × mode) of the first S seconds of every clip's "
+                    "semantic tokens and scores mode and key against the labels, beside "
+                    "permutation chance and the majority mode. Writes report.json and mode.png "
+                    "to --out.")
+    mo.add_argument("--weights", default="assets/small/mode",
+                    help="mode weights folder or training work dir")
+    mo.add_argument("--root", default="data/small",
+                    help="data root with a token cache at ROOT/tokens (default data/small)")
+    mo.add_argument("--split", default="test", choices=("valid", "test"),
+                    help="clips (default test)")
+    mo.add_argument("--seconds", default="4,10",
+                    help="comma-separated lengths S read from each clip's start (default 4,10)")
+    mo.add_argument("--out", default=None, help="report folder (default runs/eval/mode-SPLIT)")
+    mo.add_argument("--quiet", action="store_true", help="(accepted for symmetry)")
+    mo.set_defaults(func=_cmd_eval_mode)
     m = esub.add_parser(
         "mulan", help="MuLan: retrieval R@1/R@10, zero-shot attributes, free-form prompts, RVQ",
         description="Embeds every clip of a split (windows averaged) and its captions, and "

@@ -77,6 +77,15 @@ def _cmd_train_tempo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_train_mode(args: argparse.Namespace) -> int:
+    from training.mode import ModeTrainConfig, train_mode
+
+    cfg = _resolve(ModeTrainConfig, args)
+    command = " ".join(["musicrl train mode --preset", args.preset, *args.overrides])
+    train_mode(cfg, progress=not args.quiet, command=command)
+    return EXIT_OK
+
+
 def _cmd_train_rl(args: argparse.Namespace) -> int:
     from training.reinforce import RLConfig, train_rl
 
@@ -90,7 +99,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from training.codec import CodecTrainConfig
 
     train = sub.add_parser("train", help="train a model (codec, …); resumable from its work dir")
-    tsub = train.add_subparsers(dest="train_cmd", required=True, metavar="{codec,semantic,mulan,lm,quality,diversity,tempo,rl}")
+    tsub = train.add_subparsers(dest="train_cmd", required=True, metavar="{codec,semantic,mulan,lm,quality,diversity,tempo,mode,rl}")
     c = tsub.add_parser(
         "codec", help="the neural audio codec (encoder, residual VQ, iSTFT decoder)",
         description="Trains the SoundStream-style codec on a corpus. Checkpoints, metrics.jsonl "
@@ -177,6 +186,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_config_args(t, TempoTrainConfig)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train_tempo)
+    from training.mode import ModeTrainConfig
+
+    mo = tsub.add_parser(
+        "mode", help="the mode reward model: key and mode from semantic tokens (corpus labels)",
+        description="Trains a model that reads the key (tonic × major/minor) of a semantic token "
+                    "stream, on random crops of the train split's tokens and their key labels "
+                    "(plus extra_data=<mode-variants root>: the same clips in the parallel mode, "
+                    "so that only the mode tells a pair apart). Logs valid mode and key accuracy "
+                    "beside chance. Resumable from loop.workdir; weights go to <workdir>/weights; "
+                    "members=K trains and exports an ensemble.")
+    _add_config_args(mo, ModeTrainConfig)
+    mo.add_argument("--quiet", action="store_true", help="no progress bar")
+    mo.set_defaults(func=_cmd_train_mode)
     from training.reinforce import RLConfig
 
     r = tsub.add_parser(

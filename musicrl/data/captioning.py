@@ -16,7 +16,7 @@ from musicrl.data.instruments import INSTRUMENTS
 from musicrl.data.scores import STYLES
 
 __all__ = ["make_captions", "make_tags", "make_aspect_caption", "label_phrase", "LABEL_CLASSES",
-           "TEMPO_WORDS", "MOOD_WORDS", "flip_mode", "flip_tempo"]
+           "TEMPO_WORDS", "MOOD_WORDS", "mode_from_prompt", "flip_mode", "flip_tempo"]
 
 _TEMPO_WORDS = {
     "slow": ("slow", "gentle", "unhurried", "calm", "leisurely", "slow-moving"),
@@ -237,6 +237,16 @@ _TEMPO_OF = {w: b for b, ws in _TEMPO_WORDS.items() for w in ws}
 _TEMPO_RE = _word_re(_TEMPO_OF)
 _BPM_RE = re.compile(r"\b(\d{2,3})(\s*)(bpm|beats per minute)\b", re.IGNORECASE)
 _BPM_RANGE = {"slow": (56, 84), "medium": (96, 124), "fast": (140, 180)}
+
+
+_MODE_OF = {w: m for m, ws in _MOOD_WORDS.items() for w in (m, *ws)}
+
+
+def mode_from_prompt(prompt: str) -> str | None:
+    """The mode a prompt names by its words ("minor", "a melancholic waltz" → "minor",
+    "bright" → "major"), or None when it names none or both."""
+    found = {_MODE_OF[m.group(1).lower()] for m in _MODE_RE.finditer(prompt)}
+    return found.pop() if len(found) == 1 else None
 
 
 def flip_mode(caption: str) -> str | None:

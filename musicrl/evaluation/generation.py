@@ -99,9 +99,16 @@ def _real_attributes(root, clips: Sequence[Clip], clf, estimators_dir) -> dict[s
             "drums": p["drums"] > 0.5, "features": feats}
 
 
-def _adherence(att: dict[str, np.ndarray], clips: Sequence[Clip]) -> dict[str, Any]:
+def _adherence(att: dict[str, np.ndarray], clips: Sequence[Clip],
+               prompts: Sequence[str]) -> dict[str, Any]:
+    """Estimates against labels, beside permutation chance. ``mode_named_in_prompt``: the
+    prompts whose words name a mode ("minor", "melancholic", "bright", …) — the only ones
+    a system can follow; ``mode`` counts every labelled clip."""
+    from musicrl.data.captioning import mode_from_prompt
+
     lab = [c.labels for c in clips]
     drums_idx = [i for i, lb in enumerate(lab) if lb.get("drums")]
+    named = [i for i, p in enumerate(prompts) if mode_from_prompt(p) is not None]
     specs = {
         "tempo_within_8pct_drum_prompts": (
             [att["tempo"][i] for i in drums_idx], [float(lab[i]["bpm"]) for i in drums_idx],
@@ -109,6 +116,9 @@ def _adherence(att: dict[str, np.ndarray], clips: Sequence[Clip]) -> dict[str, A
         "tempo_within_8pct_all": (list(att["tempo"]), [float(lb["bpm"]) for lb in lab],
                                   _tempo_hit),
         "mode": (list(att["mode"]), [lb["mode"] for lb in lab], lambda a, b: a == b),
+        "mode_named_in_prompt": ([att["mode"][i] for i in named],
+                                 [mode_from_prompt(prompts[i]) for i in named],
+                                 lambda a, b: a == b),
         "melody_family": (list(att["melody"]), [lb["melody_family"] for lb in lab],
                           lambda a, b: a == b),
         "drums": (list(att["drums"]), [bool(lb.get("drums")) for lb in lab],
@@ -204,7 +214,7 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
     report: dict[str, Any] = {
         "split": split, "prompts": len(clips), "seconds": seconds, "seed": seed,
         "model": pipe.meta.get("components", {}),
-        "real": {"mcc": float(mcc_real.mean()), "adherence": _adherence(real_att, clips)},
+        "real": {"mcc": float(mcc_real.mean()), "adherence": _adherence(real_att, clips, prompts)},
         "systems": {}}
 
     emb_test = cached_features(root, load_clips(root, splits=[split]),
@@ -233,7 +243,7 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
                    "mcc": float(mcc.mean()), "mcc_other_prompts": float(off.mean()),
                    "mcc_ratio_to_real": float(mcc.mean() / mcc_real.mean()),
                    "fad": fad_between(emb_test, att["features"], n_fad),
-                   "adherence": _adherence(att, clips)}
+                   "adherence": _adherence(att, clips, prompts)}
         report["systems"][f"cfg{g:g}"] = sys_rep
         if out is not None:
             for j in range(min(6, len(gen))):

@@ -72,6 +72,10 @@ def test_registry_from_file_json_and_toml(tmp_path):
     ({"systems": [{"name": "x", "weights": "w", "tempo": 3}]}, "tempo must be"),
     ({"systems": [{"name": "x", "weights": "w", "tempo_combine": "max"}]},
      "tempo_combine must be"),
+    ({"systems": [{"name": "x", "weights": "w", "mode_combine": "max"}]},
+     "mode_combine must be"),
+    ({"systems": [{"name": "x", "weights": "w", "mode_reward": 1}]}, "mode_reward must be"),
+    ({"systems": [{"name": "x", "weights": "w", "tempo": "none"}]}, "nothing to select by"),
 ])
 def test_registry_refuses_bad_configs(data, match):
     with pytest.raises(SystemConfigError, match=match):
@@ -212,3 +216,25 @@ def test_registry_semantic_best_of_by_a_tempo_model(tmp_path):
     assert settings["tempo_combine"] == "min"
     with pytest.raises(SystemUnavailable, match="needs an ensemble"):
         reg.generate("one-min", ["drums at 120 bpm"], 2.0, seed=0)
+
+    # by the mode reward alone, and by tempo × mode (the product of the probabilities)
+    from rewards.mode import ModeConfig, ModeModel, save_mode
+
+    mcfg = dataclasses.replace(presets_of(ModeConfig)["tiny"], vocab=vocab)
+    save_mode(tmp_path / "mode", ModeModel(mcfg, rngs=nnx.Rngs(0)), meta={"steps": 0})
+    reg = SystemRegistry.from_dict({"systems": [
+        {"name": "mode3", "weights": str(bundle), "semantic_best_of": 3, "tempo": "none",
+         "mode_reward": str(tmp_path / "mode")},
+        {"name": "both3", "weights": str(bundle), "semantic_best_of": 3,
+         "tempo": str(tmp_path / "tempo"), "mode_reward": str(tmp_path / "mode")},
+        {"name": "lost", "weights": str(bundle), "semantic_best_of": 2,
+         "mode_reward": str(tmp_path / "nothing")}]})
+    _, _, settings = reg.generate("mode3", ["a melancholic waltz at 120 bpm"], 2.0, seed=0)
+    assert settings["mode_reward"] == str(tmp_path / "mode") and settings["tempo"] == "none"
+    mode_scores = reg.get("mode3").pipeline.last_semantic_scores
+    assert mode_scores.shape == (1, 3) and np.all((mode_scores > 0) & (mode_scores < 1))
+    reg.generate("both3", ["a melancholic waltz at 120 bpm"], 2.0, seed=0)
+    both = reg.get("both3").pipeline.last_semantic_scores
+    assert np.all(both <= mode_scores + 1e-6)    # the same candidates; × a probability
+    with pytest.raises(SystemUnavailable, match="no mode model"):
+        reg.generate("lost", ["a sad tune"], 2.0, seed=0)

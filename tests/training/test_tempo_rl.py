@@ -4,8 +4,6 @@ exactly and exports a stage that loads into a pipeline. Plus the objective's alg
 
 from __future__ import annotations
 
-import shutil
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,11 +12,9 @@ from flax import nnx
 
 from musicrl.cli import main
 from musicrl.config import presets_of, resolve
-from musicrl.data.tokens import tokenize_corpus
 from musicrl.lm.io import load_stage
 from musicrl.lm.stages import StageConfig, StageLM, sequence_logprob
 from musicrl.pipeline import Pipeline
-from musicrl.testing import tiny_bundle
 from rewards.tempo import load_tempo
 from training.loop import Hook, read_metrics
 from training.reinforce import RLConfig, reference_logp, reinforce_loss, rloo_advantages, train_rl
@@ -26,24 +22,6 @@ from training.reinforce import RLConfig, reference_logp, reinforce_loss, rloo_ad
 
 class _Crash(Exception):
     pass
-
-
-@pytest.fixture(scope="module")
-def rl_data(tiny_corpus, tmp_path_factory):
-    """A copy of the tiny corpus with its token cache at <root>/tokens, a random tiny
-    bundle, and a tempo model trained on those tokens."""
-    cfg, _ = tiny_corpus
-    work = tmp_path_factory.mktemp("rl")
-    root = work / "corpus"
-    shutil.copytree(cfg.root, root)
-    bundle = tiny_bundle(work / "bundle")
-    assert main(["train", "semantic", "--preset", "tiny", "--quiet", f"data_root={root}",
-                 f"workdir={work / 'sem'}", f"cache_dir={work / 'sem' / 'cache'}"]) == 0
-    tokenize_corpus(root, root / "tokens", codec_path=str(bundle / "codec"),
-                    semantic_path=str(work / "sem" / "weights"), progress=False)
-    assert main(["train", "tempo", "--preset", "tiny", "--quiet", f"data_root={root}",
-                 f"loop.workdir={work / 'tempo'}"]) == 0
-    return root, bundle, work / "tempo" / "weights"
 
 
 def test_tempo_model_trains_and_reports_valid_accuracy(rl_data, tmp_path, capsys):

@@ -1,17 +1,19 @@
 """Can stage-S selection carry the prompt's mode? A probe of major/minor on semantic tokens.
 
     python training/recipes/mode_selection.py BUNDLE [--root data/small] [--split valid]
-        [--n 8] [--json out.json]
+        [--ns 8,16] [--model DIR[@min] ...] [--json out.json] [--plot out.png]
 
 Mode is at chance in every generated report (0.97–1.08×): MuLan's audio tower keeps no
 mode, so no conditioning path carries it. This asks whether selection can, as it did for
 tempo. A logistic regression on the bag of semantic tokens (normalized histogram over the
-first 10 s, fitted on the train split's real tokens and their mode labels) is the reward;
+first 10 s, fitted on the train split's real tokens and their mode labels) is one reward,
+each ``--model`` (``musicrl train mode``, :mod:`rewards.mode`) another;
 for each caption of the split that names a mode (major/minor or a mood word of the
-captions: "bright", "melancholic", …), ``n`` stage-S candidates at γ = 3 are scored by the
-probe's probability of the caption's mode and the best goes through stage A and the
-codec; the chroma-template key estimator of the evaluation (which the probe never saw)
-reads the mode of the audio. Printed beside N = 1 (the first candidate, the same stage-A
+captions: "bright", "melancholic", …), the largest N of ``--ns`` stage-S candidates at
+γ = 3 are sampled once; each reward picks, among the first N, the one most surely in the
+caption's mode, and the pick goes through stage A (the same randomness for every reward and
+N; a selection two rewards agree on is decoded once) and the codec; the chroma-template
+key estimator of the evaluation (which no reward saw) reads the mode of the audio. Printed beside N = 1 (the first candidate, the same stage-A
 randomness) and permutation chance (estimates against the other clips' labels).
 """
 
@@ -19,23 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 
-from musicrl.data.captioning import MOOD_WORDS
-
-# a mode is named by itself ("minor") or by the captions' mood words for it ("melancholic")
-_RES = {m: re.compile(r"\b(" + "|".join((m, *ws)) + r")\b", re.IGNORECASE)
-        for m, ws in MOOD_WORDS.items()}
-
-
-def prompt_mode(prompt: str) -> str | None:
-    """The mode a prompt names by its words, or None (none, or both)."""
-    found = [m for m, r in _RES.items() if r.search(prompt)]
-    return found[0] if len(found) == 1 else None
+from rewards.mode import mode_from_prompt
 
 
 def bag(tokens_s: np.ndarray, vocab: int, frames: int = 250) -> np.ndarray:
@@ -48,12 +39,26 @@ def main() -> None:
     ap.add_argument("bundle")
     ap.add_argument("--root", default="data/small")
     ap.add_argument("--split", default="valid", choices=("valid", "test"))
-    ap.add_argument("--n", type=int, default=8, help="stage-S candidates per caption")
+    ap.add_argument("--ns", default="8", help="stage-S candidates per caption to compare, "
+                    "comma-separated (N = 1, the first candidate, is always shown)")
+    ap.add_argument("--model", action="append", default=[], metavar="DIR[@min]",
+                    help="a mode reward model (musicrl train mode) to select by beside the probe; "
+                         "DIR@min scores an ensemble by its least sure member; repeatable")
+    ap.add_argument("--no-probe", action="store_true",
+                    help="select by the --model rewards only (the probe's decodes cost time)")
+    ap.add_argument("--ceiling", type=float, default=None,
+                    help="a reference ratio to draw in the plot (mode_chain.py's stage A link)")
+    ap.add_argument("--plot", default="", help="PNG of agreement/chance against N")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
-    if args.n < 2:
-        ap.error("--n must be at least 2")
+    try:
+        if min(int(x) for x in args.ns.split(",")) < 1:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--ns {args.ns!r}: whole numbers ≥ 1, comma-separated")
+    if args.no_probe and not args.model:
+        ap.error("--no-probe leaves nothing to select by: give --model DIR")
 
     import jax
     import jax.numpy as jnp
@@ -64,6 +69,7 @@ def main() -> None:
     from musicrl.evaluation.estimators import key_from_chroma, mean_chroma
     from musicrl.pipeline import Pipeline, _decode_codes
     from musicrl.sampling import sample_stage
+    from rewards.mode import MODES, ModeReward
 
     t0 = time.time()
     pipe = Pipeline.from_pretrained(args.bundle)
@@ -90,7 +96,7 @@ def main() -> None:
     rows = []
     for i, c in enumerate(clips):
         cap = c.captions[i % len(c.captions)]
-        m = prompt_mode(cap)
+        m = mode_from_prompt(cap)
         if m is not None:
             rows.append((cap, m, c.labels["mode"]))
     prompts = [r[0] for r in rows]
@@ -98,48 +104,104 @@ def main() -> None:
     label = np.array([r[2] for r in rows])
     print(f"{len(rows)} of {len(clips)} {args.split} captions name a mode; the caption's "
           f"mode is the label's in {np.mean([r[1] == r[2] for r in rows]):.3f}", flush=True)
-    frames, b, n = 250, args.batch, args.n
+    frames, b = 250, args.batch
+    ns = sorted({1, *(int(x) for x in args.ns.split(","))})
+    n = ns[-1]
     a_cfg = pipe.acoustic.cfg
-    scores, sems = [], []
+
+    def probe_score(sem: np.ndarray, minor: np.ndarray) -> np.ndarray:
+        p = probe.predict_proba(np.stack([bag(s, vocab) for s in sem]))[:, 1]
+        return np.where(minor, p, 1 - p)
+
+    def model_score(reward: ModeReward):
+        return lambda sem, minor: reward([MODES[int(x)] for x in minor], sem)
+
+    scorers = {} if args.no_probe else {"bag-of-tokens probe": probe_score}
+    for spec in args.model:
+        folder, _, combine = spec.partition("@")
+        scorers[spec] = model_score(ModeReward(folder, combine=combine or "mean"))
+    scores = {k: [] for k in scorers}
+    sems = []
     for i in range(0, len(prompts), b):
         mul = pipe.text_tokens(prompts[i:i + b])
         sem = np.asarray(sample_stage(pipe.semantic, jnp.repeat(mul, n, 0), frames,
                                       key=jax.random.fold_in(jax.random.key(0), i),
                                       guidance=3.0))[..., 0]
-        p_minor = probe.predict_proba(np.stack([bag(s, vocab) for s in sem]))[:, 1]
         w = np.repeat(want[i:i + b], n)
-        scores.append(np.where(w, p_minor, 1 - p_minor).reshape(-1, n))
+        for k, fn in scorers.items():
+            scores[k].append(np.asarray(fn(sem, w), np.float64).reshape(-1, n))
         sems.append(sem.reshape(-1, n, frames))
-    scores, sems = np.concatenate(scores), np.concatenate(sems)
+    scores = {k: np.concatenate(v) for k, v in scores.items()}
+    sems = np.concatenate(sems)
     print(f"stage S × {n}: {time.time() - t0:.0f} s", flush=True)
-    res = {}
-    for name, pick in (("first", np.zeros(len(rows), int)), (f"best of {n}",
-                                                             np.argmax(scores, 1))):
-        sel = sems[np.arange(len(rows)), pick]
-        est = []
-        for i in range(0, len(rows), b):
-            mul = pipe.text_tokens(prompts[i:i + b])[:, :a_cfg.mulan_levels]
-            aco = sample_stage(pipe.acoustic, mul, frames * a_cfg.cond_ratio,
-                               key=jax.random.fold_in(jax.random.key(1), i),
-                               cond_bt=jnp.asarray(sel[i:i + b]), guidance=3.0)
-            est += [key_from_chroma(mean_chroma(w))[1]
-                    for w in np.asarray(_decode_codes(pipe.codec, aco))]
-        est = np.array(est)
-        acc = float(np.mean(est == label))
-        other = ~np.eye(len(rows), dtype=bool)
-        chance = float(np.mean((est[:, None] == label[None, :])[other]))
-        res[name] = {"mode_acc": acc, "chance": chance, "ratio": acc / chance,
-                     "probe_of_chosen": float(np.mean(scores[np.arange(len(rows)), pick])),
-                     "estimated_minor": float(np.mean(est == "minor"))}
-        print(f"{name:>10}: mode {acc:.3f}  chance {chance:.3f}  ratio {acc / chance:.2f}×  "
-              f"probe of the chosen {res[name]['probe_of_chosen']:.3f}  estimated minor "
-              f"{res[name]['estimated_minor']:.2f}  ({time.time() - t0:.0f} s)", flush=True)
+    decoded: dict[bytes, np.ndarray] = {}
+
+    def judge(pick: np.ndarray) -> np.ndarray:
+        if pick.tobytes() not in decoded:
+            sel = sems[np.arange(len(rows)), pick]
+            est = []
+            for i in range(0, len(rows), b):
+                mul = pipe.text_tokens(prompts[i:i + b])[:, :a_cfg.mulan_levels]
+                aco = sample_stage(pipe.acoustic, mul, frames * a_cfg.cond_ratio,
+                                   key=jax.random.fold_in(jax.random.key(1), i),
+                                   cond_bt=jnp.asarray(sel[i:i + b]), guidance=3.0)
+                est += [key_from_chroma(mean_chroma(w))[1]
+                        for w in np.asarray(_decode_codes(pipe.codec, aco))]
+            decoded[pick.tobytes()] = np.array(est)
+        return decoded[pick.tobytes()]
+
+    res: dict[str, dict[str, dict[str, float]]] = {}
+    other = ~np.eye(len(rows), dtype=bool)
+    for name, sc in scores.items():
+        res[name] = {}
+        for k in ns:
+            pick = np.argmax(sc[:, :k], 1) if k > 1 else np.zeros(len(rows), int)
+            est = judge(pick)
+            acc = float(np.mean(est == label))
+            chance = float(np.mean((est[:, None] == label[None, :])[other]))
+            res[name][str(k)] = {
+                "mode_acc": acc, "chance": chance, "ratio": acc / chance,
+                "reward_of_chosen": float(np.mean(sc[np.arange(len(rows)), pick])),
+                "estimated_minor": float(np.mean(est == "minor"))}
+            print(f"{name:>28} N={k:<3}: mode {acc:.3f}  chance {chance:.3f}  ratio "
+                  f"{acc / chance:.2f}×  reward of the chosen "
+                  f"{res[name][str(k)]['reward_of_chosen']:.3f}  estimated minor "
+                  f"{res[name][str(k)]['estimated_minor']:.2f}  ({time.time() - t0:.0f} s)",
+                  flush=True)
     if args.json:
         from musicrl.atomic import write_text_atomic
 
         write_text_atomic(Path(args.json), json.dumps(
             {"bundle": args.bundle, "split": args.split, "probe_real": acc_real,
-             "majority": majority, "prompts": len(rows), "n": n, "result": res}, indent=2))
+             "majority": majority, "prompts": len(rows), "ns": ns, "result": res}, indent=2))
+    if args.plot:
+        plot_curves(res, ns, args.plot, f"mode by stage-S selection ({args.split}, "
+                                         f"{len(rows)} captions that name a mode)",
+                    ceiling=args.ceiling)
+
+
+def plot_curves(res: dict, ns: list[int], path: str, title: str,
+                ceiling: float | None = None) -> None:
+    """Agreement / chance against N for each reward; ``ceiling``: a reference ratio (e.g.
+    stage A's rendering of real semantic tokens, ``mode_chain.py``) drawn dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name, by_n in res.items():
+        ax.plot(ns, [by_n[str(k)]["ratio"] for k in ns], "o-", label=name)
+    ax.axhline(1.0, color="k", lw=0.8, ls="--", label="chance")
+    if ceiling is not None:
+        ax.axhline(ceiling, color="C3", lw=1.0, ls=":",
+                   label="stage A from real semantic tokens (mode_chain.py)")
+    ax.set(xscale="log", xticks=ns, xticklabels=[str(k) for k in ns], xlabel="stage-S candidates N",
+           ylabel="mode agreement / chance (chroma estimator)", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

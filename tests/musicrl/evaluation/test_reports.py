@@ -103,3 +103,23 @@ def test_generation_report_names_best_of_systems_and_flags_their_mcc(tmp_path):
     assert "flattered" in md
     write_report(rep, tmp_path)
     assert (tmp_path / "generation.png").stat().st_size > 1000
+
+
+def test_adherence_counts_mode_on_the_prompts_that_name_one():
+    """``mode`` scores every labelled clip; ``mode_named_in_prompt`` only the prompts whose
+    words name a mode, against the mode they name."""
+    from types import SimpleNamespace
+
+    from musicrl.evaluation.generation import _adherence
+
+    labels = [{"mode": m, "bpm": 100.0, "melody_family": "piano", "drums": False}
+              for m in ("minor", "minor", "major", "major")]
+    clips = [SimpleNamespace(labels=lb) for lb in labels]
+    prompts = ["a melancholic waltz", "a waltz", "a bright march", "a march in D major"]
+    att = {"mode": np.array(["minor", "major", "minor", "major"]),
+           "tempo": np.full(4, 100.0), "melody": np.array(["piano"] * 4),
+           "drums": np.zeros(4, bool)}
+    out = _adherence(att, clips, prompts)
+    assert out["mode"]["accuracy"] == 0.5 and out["mode"]["n"] == 4
+    named = out["mode_named_in_prompt"]
+    assert named["n"] == 3 and named["accuracy"] == pytest.approx(2 / 3)
