@@ -51,6 +51,7 @@ from musicrl.config import opt, register_presets
 from musicrl.data.arrange import PITCH_NAMES
 from musicrl.data.captioning import mode_from_prompt
 from musicrl.errors import MusicrlError
+from rewards.ensemble import Ensemble, load_model, save_model
 
 __all__ = ["ModeConfig", "ModeModel", "ModeEnsemble", "ModeError", "ModeReward", "key_index",
            "mode_probs", "mode_loss", "save_mode", "load_mode", "mode_from_prompt",
@@ -130,34 +131,12 @@ class ModeModel(nnx.Module):
         return self.out(jax.nn.gelu(self.hidden(self.drop(pooled))))
 
 
-class ModeEnsemble(nnx.Module):
+class ModeEnsemble(Ensemble):
     """Members of one config; ``__call__`` returns log of their mean probability over the
-    24 keys [b, 24] (softmax gives the mean)."""
+    24 keys, [b, 24] (:class:`rewards.ensemble.Ensemble`)."""
 
-    def __init__(self, cfg: ModeConfig, members: int, *, rngs: nnx.Rngs):
-        if members < 1:
-            raise ModeError(f"an ensemble needs at least one member, got {members}")
-        self.cfg = cfg
-        self.members = nnx.List([ModeModel(cfg, rngs=rngs) for _ in range(members)])
-
-    @classmethod
-    def of(cls, models: Sequence[ModeModel]) -> ModeEnsemble:
-        if not models:
-            raise ModeError("an ensemble needs at least one member")
-        for i, m in enumerate(models):
-            if m.cfg != models[0].cfg:
-                raise ModeError(f"member {i}'s config differs from member 0's")
-        ens = cls(models[0].cfg, 1, rngs=nnx.Rngs(0))
-        ens.members = nnx.List(list(models))
-        return ens
-
-    def member_logits(self, tokens_bs: jax.Array) -> jax.Array:
-        """Each member's log-probabilities, [m, b, 24]."""
-        return jnp.stack([jax.nn.log_softmax(m(tokens_bs), -1) for m in self.members])
-
-    def __call__(self, tokens_bs: jax.Array) -> jax.Array:
-        return jax.nn.logsumexp(self.member_logits(tokens_bs), axis=0) - jnp.log(
-            len(self.members))
+    member_cls = ModeModel
+    error = ModeError
 
 
 def mode_probs(logits_bk: jax.Array) -> jax.Array:
@@ -182,38 +161,15 @@ def save_mode(path: str | Path, model: ModeModel | ModeEnsemble, meta: dict[str,
               dtype: Any = None) -> Path:
     """Inference weights + meta (``meta['config']``; an ensemble's ``meta['members']``) to
     ``path``, atomically."""
-    from musicrl.checkpoint import save_weights
-    from musicrl.config import to_dict
-
-    extra = {"members": len(model.members)} if isinstance(model, ModeEnsemble) else {}
-    save_weights(path, model, meta={**meta, **extra, "component": "mode",
-                                    "config": to_dict(model.cfg)}, dtype=dtype)
-    return Path(path)
+    return save_model(path, model, meta, "mode", dtype=dtype)
 
 
 def load_mode(path: str | Path) -> tuple[ModeModel | ModeEnsemble, dict[str, Any]]:
-    """Loads a mode model (or ensemble) from a weights folder or a training work dir."""
-    from musicrl.checkpoint import load_weights
-    from musicrl.config import from_dict
-
-    path = Path(path)
-    if not (path / "meta.json").exists() and (path / "weights" / "meta.json").exists():
-        path = path / "weights"
-    if not (path / "meta.json").exists():
-        raise ModeError(f"{path}: no mode model (meta.json + weights.npz); train one with "
-                        "`musicrl train mode` (it lands in <workdir>/weights) or pass "
-                        "assets/small/mode")
-    meta = json.loads((path / "meta.json").read_text())
-    if meta.get("component") != "mode":
-        raise ModeError(f"{path} holds {meta.get('component', 'unknown')!r} weights, "
-                        "not a mode model")
-    cfg = from_dict(ModeConfig, meta["config"])
-    members = meta.get("members")
-    if members is not None and (not isinstance(members, int) or members < 1):
-        raise ModeError(f"{path}/meta.json: members={members!r} is not a positive count")
-    model = (ModeEnsemble(cfg, members, rngs=nnx.Rngs(0)) if members
-             else ModeModel(cfg, rngs=nnx.Rngs(0)))
-    load_weights(path, model)
+    """Loads a mode model (or ensemble), in inference mode (no dropout), from a weights
+    folder or a training work dir."""
+    model, meta = load_model(path, "mode", ModeConfig, ModeModel, ModeEnsemble,
+                             "train one with `musicrl train mode` (it lands in "
+                             "<workdir>/weights) or pass assets/small/mode")
     model.eval()
     return model, meta
 

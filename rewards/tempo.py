@@ -53,6 +53,7 @@ from musicrl.atomic import write_text_atomic
 from musicrl.config import opt, register_presets
 from musicrl.data.arrange import TEMPO_BUCKET_BPM
 from musicrl.errors import MusicrlError
+from rewards.ensemble import Ensemble, load_model, save_model
 
 __all__ = ["TempoConfig", "TempoModel", "TempoEnsemble", "TempoError", "autocorrelation", "token_recurrence",
            "bin_centers", "soft_targets", "tempo_loss", "within_mass", "closeness", "predict_bpm",
@@ -161,36 +162,12 @@ class TempoModel(nnx.Module):
         return self.out(jax.nn.gelu(self.hidden(x)))
 
 
-class TempoEnsemble(nnx.Module):
+class TempoEnsemble(Ensemble):
     """Members of one config; ``__call__`` returns log of their mean probability over the
-    BPM bins, [b, k] (logits in the sense every reader here uses: softmax gives the mean)."""
+    BPM bins, [b, k] (:class:`rewards.ensemble.Ensemble`)."""
 
-    def __init__(self, cfg: TempoConfig, members: int, *, rngs: nnx.Rngs):
-        if members < 1:
-            raise TempoError(f"an ensemble needs at least one member, got {members}")
-        self.cfg = cfg
-        self.members = nnx.List([TempoModel(cfg, rngs=rngs) for _ in range(members)])
-
-    @classmethod
-    def of(cls, models: Sequence[TempoModel]) -> TempoEnsemble:
-        """The ensemble of trained ``models`` (same config, else :class:`TempoError`)."""
-        if not models:
-            raise TempoError("an ensemble needs at least one member")
-        for i, m in enumerate(models):
-            if m.cfg != models[0].cfg:
-                raise TempoError(f"member {i}'s config differs from member 0's: an ensemble "
-                                 "averages probabilities over the same BPM bins and tokens")
-        ens = cls(models[0].cfg, 1, rngs=nnx.Rngs(0))
-        ens.members = nnx.List(list(models))
-        return ens
-
-    def member_logits(self, tokens_bs: jax.Array) -> jax.Array:
-        """Each member's log-probabilities, [m, b, k]."""
-        return jnp.stack([jax.nn.log_softmax(m(tokens_bs), -1) for m in self.members])
-
-    def __call__(self, tokens_bs: jax.Array) -> jax.Array:
-        return jax.nn.logsumexp(self.member_logits(tokens_bs), axis=0) - jnp.log(
-            len(self.members))
+    member_cls = TempoModel
+    error = TempoError
 
 
 def soft_targets(cfg: TempoConfig, bpm_b: jax.Array) -> jax.Array:
@@ -238,40 +215,15 @@ def save_tempo(path: str | Path, model: TempoModel | TempoEnsemble, meta: dict[s
                dtype: Any = None) -> Path:
     """Inference weights + meta (``meta['config']`` is the model config; an ensemble's
     ``meta['members']`` its size) to ``path``, atomically."""
-    from musicrl.checkpoint import save_weights
-    from musicrl.config import to_dict
-
-    extra = {"members": len(model.members)} if isinstance(model, TempoEnsemble) else {}
-    save_weights(path, model, meta={**meta, **extra, "component": "tempo",
-                                    "config": to_dict(model.cfg)}, dtype=dtype)
-    return Path(path)
+    return save_model(path, model, meta, "tempo", dtype=dtype)
 
 
 def load_tempo(path: str | Path) -> tuple[TempoModel | TempoEnsemble, dict[str, Any]]:
     """Loads a tempo model (or ensemble, when ``meta['members']`` says so) from a weights
     folder or a training work dir (its weights/)."""
-    from musicrl.checkpoint import load_weights
-    from musicrl.config import from_dict
-
-    path = Path(path)
-    if not (path / "meta.json").exists() and (path / "weights" / "meta.json").exists():
-        path = path / "weights"
-    if not (path / "meta.json").exists():
-        raise TempoError(f"{path}: no tempo model (meta.json + weights.npz); train one with "
-                         "`musicrl train tempo` (it lands in <workdir>/weights) or pass "
-                         "assets/small/tempo")
-    meta = json.loads((path / "meta.json").read_text())
-    if meta.get("component") != "tempo":
-        raise TempoError(f"{path} holds {meta.get('component', 'unknown')!r} weights, "
-                         "not a tempo model")
-    cfg = from_dict(TempoConfig, meta["config"])
-    members = meta.get("members")
-    if members is not None and (not isinstance(members, int) or members < 1):
-        raise TempoError(f"{path}/meta.json: members={members!r} is not a positive count")
-    model = (TempoEnsemble(cfg, members, rngs=nnx.Rngs(0)) if members
-             else TempoModel(cfg, rngs=nnx.Rngs(0)))
-    load_weights(path, model)
-    return model, meta
+    return load_model(path, "tempo", TempoConfig, TempoModel, TempoEnsemble,
+                      "train one with `musicrl train tempo` (it lands in <workdir>/weights) "
+                      "or pass assets/small/tempo")
 
 
 _BPM = re.compile(r"(\d{2,3}(?:\.\d+)?)\s*(?:bpm|beats per minute)\b", re.IGNORECASE)

@@ -36,6 +36,7 @@ from rewards.mode import (
     save_mode,
     score_mode,
 )
+from training.ensemble import train_members
 from training.loop import Hook, LastEval, LoopConfig, SeededBatches, adamw_cosine, run_loop
 
 __all__ = ["ModeTrainConfig", "train_mode", "train_step", "KeyCrops"]
@@ -177,34 +178,15 @@ def train_mode(cfg: ModeTrainConfig, progress: bool = True, command: str = "",
 
 def _train_ensemble(cfg: ModeTrainConfig, progress: bool, command: str,
                     extra_hooks: tuple[Hook, ...]) -> Path:
-    """Members 0…K−1 (seed + i, ``<workdir>/member-<i>``, each resumable on its own), then
-    ``<workdir>/weights``: their ensemble, scored on valid beside each member."""
-    t0 = time.time()
-    work = Path(cfg.loop.workdir)
-    models, member_valid = [], []
-    for i in range(cfg.members):
-        sub = dataclasses.replace(cfg, members=1, loop=dataclasses.replace(
-            cfg.loop, seed=cfg.loop.seed + i, workdir=str(work / f"member-{i}")))
-        print(f"mode ensemble: member {i + 1} of {cfg.members} (seed {sub.loop.seed})")
-        w = train_mode(sub, progress=progress, command=command, extra_hooks=extra_hooks)
-        if not (w / "meta.json").exists():
-            return work / "weights"                     # a member stopped early: resume later
-        model, meta = load_mode(w)
-        if meta.get("steps") != cfg.loop.steps:         # an older export; this run stopped early
-            return work / "weights"
-        models.append(model)
-        member_valid.append(meta.get("valid", {}))
-    ens = ModeEnsemble.of(models)
-    ens.eval()
+    """Members 0…K−1, then their ensemble (:func:`training.ensemble.train_members`)."""
     frames = int(round(cfg.crop_seconds * cfg.model.frame_rate))
-    v_seqs, v_keys = keyed_tokens(cfg.data_root, "valid")
-    valid = {f"valid/{k}": v for k, v in score_mode(ens, v_seqs, v_keys, frames).items()}
-    out = work / "weights"
-    save_mode(out, ens, meta={
-        "train_config": to_dict(cfg), "steps": cfg.loop.steps, "command": command,
-        "valid": valid, "member_valid": member_valid,
-        "wall_seconds_this_session": round(time.time() - t0, 1)})
-    print(f"mode ensemble of {cfg.members}: {out}  valid: "
-          + "  ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in valid.items()
-                      if "acc" in k or "chance" in k))
-    return out
+
+    def score_valid(ens: ModeEnsemble) -> dict[str, float]:
+        ens.eval()
+        return score_mode(ens, *keyed_tokens(cfg.data_root, "valid"), frames)
+
+    return train_members(
+        cfg, name="mode", load=load_mode, ensemble_cls=ModeEnsemble, save=save_mode,
+        train_one=lambda sub: train_mode(sub, progress=progress, command=command,
+                                         extra_hooks=extra_hooks),
+        score_valid=score_valid, command=command)

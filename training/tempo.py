@@ -34,6 +34,7 @@ from rewards.tempo import (
     score_tempo,
     tempo_loss,
 )
+from training.ensemble import train_members
 from training.loop import Hook, LastEval, LoopConfig, SeededBatches, adamw_cosine, run_loop
 
 __all__ = ["TempoTrainConfig", "train_tempo", "train_step", "TokenCrops"]
@@ -156,36 +157,17 @@ def train_tempo(cfg: TempoTrainConfig, progress: bool = True, command: str = "",
 
 def _train_ensemble(cfg: TempoTrainConfig, progress: bool, command: str,
                     extra_hooks: tuple[Hook, ...]) -> Path:
-    """Members 0…K−1 (seed + i, ``<workdir>/member-<i>``, each resumable on its own), then
-    ``<workdir>/weights``: their ensemble, scored on valid beside each member."""
+    """Members 0…K−1, then their ensemble (:func:`training.ensemble.train_members`)."""
     from rewards.tempo import load_tempo
 
-    t0 = time.time()
-    work = Path(cfg.loop.workdir)
-    models, member_valid = [], []
-    for i in range(cfg.members):
-        sub = dataclasses.replace(cfg, members=1, loop=dataclasses.replace(
-            cfg.loop, seed=cfg.loop.seed + i, workdir=str(work / f"member-{i}")))
-        print(f"tempo ensemble: member {i + 1} of {cfg.members} (seed {sub.loop.seed})")
-        w = train_tempo(sub, progress=progress, command=command, extra_hooks=extra_hooks)
-        if not (w / "meta.json").exists():
-            return work / "weights"                     # a member stopped early: resume later
-        model, meta = load_tempo(w)
-        if meta.get("steps") != cfg.loop.steps:         # an older export; this run stopped early
-            return work / "weights"
-        models.append(model)
-        member_valid.append(meta.get("valid", {}))
-    ens = TempoEnsemble.of(models)
     frames = int(round(cfg.crop_seconds * cfg.model.frame_rate))
-    v_seqs, v_bpm, v_drums = labelled_tokens(cfg.data_root, "valid")
-    valid = {f"valid/{k}": v for k, v in score_tempo(ens, v_seqs, v_bpm, v_drums,
-                                                      frames).items()}
-    out = work / "weights"
-    save_tempo(out, ens, meta={
-        "train_config": to_dict(cfg), "steps": cfg.loop.steps, "command": command,
-        "valid": valid, "member_valid": member_valid,
-        "wall_seconds_this_session": round(time.time() - t0, 1)})
-    print(f"tempo ensemble of {cfg.members}: {out}  valid: "
-          + "  ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in valid.items()
-                      if "within" in k or "chance" in k))
-    return out
+
+    def score_valid(ens: TempoEnsemble) -> dict[str, float]:
+        v_seqs, v_bpm, v_drums = labelled_tokens(cfg.data_root, "valid")
+        return score_tempo(ens, v_seqs, v_bpm, v_drums, frames)
+
+    return train_members(
+        cfg, name="tempo", load=load_tempo, ensemble_cls=TempoEnsemble, save=save_tempo,
+        train_one=lambda sub: train_tempo(sub, progress=progress, command=command,
+                                          extra_hooks=extra_hooks),
+        score_valid=score_valid, command=command)
