@@ -107,28 +107,25 @@ def semantic_scorer(args: argparse.Namespace):
         return None
     from pathlib import Path
 
-    if args.tempo == "none" and not args.mode_reward:
+    if args.tempo == "none" and args.mode_reward in ("", "none"):
         raise UserError("--tempo none leaves --semantic-best-of nothing to select by: pass "
                         "--mode-reward DIR, or a tempo model")
     from rewards.combine import ProductScore
     from rewards.mode import ModeError, ModeReward
     from rewards.tempo import TempoError, TempoReward
 
+    wanted = [("--tempo", "tempo", args.tempo, args.tempo_combine, TempoReward, TempoError),
+              ("--mode-reward", "mode", args.mode_reward, args.mode_combine, ModeReward,
+               ModeError)]
     scores = []
-    if args.tempo != "none":
-        if not Path(args.tempo).is_dir():
-            raise UserError(f"--tempo {args.tempo}: no tempo model there; train one with "
-                            "`musicrl train tempo` or pass its weights folder")
+    for flag, kind, folder, combine, cls, error in wanted:
+        if not folder or folder == "none":
+            continue
+        if not Path(folder).is_dir():
+            raise UserError(f"{flag} {folder}: no {kind} model there; train one with "
+                            f"`musicrl train {kind}` or pass its weights folder")
         try:
-            scores.append(TempoReward(args.tempo, combine=args.tempo_combine))
-        except TempoError as e:
-            raise UserError(str(e)) from None
-    if args.mode_reward:
-        if not Path(args.mode_reward).is_dir():
-            raise UserError(f"--mode-reward {args.mode_reward}: no mode model there; train "
-                            "one with `musicrl train mode` or pass its weights folder")
-        try:
-            scores.append(ModeReward(args.mode_reward, combine=args.mode_combine))
-        except ModeError as e:
+            scores.append(cls(folder, combine=combine))
+        except error as e:
             raise UserError(str(e)) from None
     return scores[0] if len(scores) == 1 else ProductScore(scores)
