@@ -8,7 +8,9 @@ against the BPM the prompt states; ``tempo_combine``: ``"min"`` scores an ensemb
 ``assets/small/tempo-ensemble`` by its least sure member; ``mode_reward``: also by the mode
 reward model in that folder, read against the mode the prompt names — the score is the
 product of the two probabilities, or the mode's alone with ``"tempo": "none"``;
-``mode_combine`` as ``tempo_combine``), under a name.
+``mode_combine`` as ``tempo_combine``; ``acoustic_best_of`` with ``acoustic_mode_reward``: keep
+the best of N stage-A renderings by a mode model on codec tokens, ``acoustic_mode_combine``
+as ``mode_combine``), under a name.
 Systems are listed in a JSON or TOML file::
 
     {"systems": [
@@ -99,6 +101,9 @@ class SystemSpec:
     tempo_combine: str = "mean"
     mode_reward: str = ""
     mode_combine: str = "mean"
+    acoustic_best_of: int = 1
+    acoustic_mode_reward: str = ""
+    acoustic_mode_combine: str = "mean"
     factory: str | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     description: str = ""
@@ -118,6 +123,11 @@ class SystemSpec:
                 out["mode_reward"] = self.mode_reward
                 if self.mode_combine != "mean":
                     out["mode_combine"] = self.mode_combine
+        if self.acoustic_best_of > 1:
+            out["acoustic_best_of"] = self.acoustic_best_of
+            out["acoustic_mode_reward"] = self.acoustic_mode_reward
+            if self.acoustic_mode_combine != "mean":
+                out["acoustic_mode_combine"] = self.acoustic_mode_combine
         out.update(overrides)
         return out
 
@@ -169,7 +179,8 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
     counts: dict[str, int] = {}
     for key, why in (("best_of", "the pipeline reranks with its MuLan; a factory generator "
                                  "does its own"),
-                     ("semantic_best_of", "the pipeline's stage S")):
+                     ("semantic_best_of", "the pipeline's stage S"),
+                     ("acoustic_best_of", "the pipeline's stage A")):
         n = counts[key] = entry.get(key, 1)
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
             raise SystemConfigError(f"{where}: {key} must be a whole number from 1 to 64, got "
@@ -181,7 +192,7 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
         raise SystemConfigError(f"{where}: tempo must be the folder of a tempo reward model, "
                                 f"got {tempo!r}")
     combines = {}
-    for key in ("tempo_combine", "mode_combine"):
+    for key in ("tempo_combine", "mode_combine", "acoustic_mode_combine"):
         combines[key] = entry.get(key, "mean")
         if combines[key] not in ("mean", "min"):
             raise SystemConfigError(f"{where}: {key} must be 'mean' (an ensemble's mean "
@@ -194,6 +205,13 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
     if tempo == "none" and not mode_reward:
         raise SystemConfigError(f"{where}: tempo 'none' leaves semantic_best_of nothing to "
                                 "select by; give mode_reward, or a tempo folder")
+    aco_reward = entry.get("acoustic_mode_reward", "")
+    if not isinstance(aco_reward, str) or (counts["acoustic_best_of"] > 1) != bool(aco_reward):
+        raise SystemConfigError(f"{where}: acoustic_best_of > 1 and acoustic_mode_reward (the "
+                                "folder of a mode model on codec tokens, `musicrl train mode "
+                                "--preset small-acoustic`) go together; got acoustic_best_of="
+                                f"{counts['acoustic_best_of']!r}, acoustic_mode_reward="
+                                f"{aco_reward!r}")
     options = entry.get("options", {})
     if not isinstance(options, Mapping):
         raise SystemConfigError(f"{where}: options must be a table/object")
@@ -203,6 +221,9 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
                       best_of=counts["best_of"], semantic_best_of=counts["semantic_best_of"],
                       tempo=tempo, tempo_combine=combines["tempo_combine"],
                       mode_reward=mode_reward, mode_combine=combines["mode_combine"],
+                      acoustic_best_of=counts["acoustic_best_of"],
+                      acoustic_mode_reward=aco_reward,
+                      acoustic_mode_combine=combines["acoustic_mode_combine"],
                       factory=entry.get("factory"), options=dict(options),
                       description=str(entry.get("description", "")))
 
@@ -400,16 +421,25 @@ class SystemRegistry:
                     from rewards.tempo import TempoReward as cls
                 else:
                     from rewards.mode import ModeReward as cls
-                field = "tempo" if kind == "tempo" else "mode_reward"
+                field = {"tempo": "tempo", "mode": "mode_reward",
+                         "acoustic mode": "acoustic_mode_reward"}[kind]
                 if not Path(folder).is_dir():
                     raise SystemUnavailable(f"system {spec.name!r}: no {kind} model at "
-                                            f"{folder} (`musicrl train {kind}`, or fix "
-                                            f"'{field}' in --systems)")
+                                            f"{folder} (`musicrl train {kind.split()[-1]}`, or "
+                                            f"fix '{field}' in --systems)")
                 try:
                     self._rewards[key] = cls(folder, combine=combine)
                 except Exception as e:
                     raise SystemUnavailable(f"system {spec.name!r}: cannot load the {kind} "
                                             f"model at {folder}: {e}") from e
+                levels = getattr(getattr(self._rewards[key], "model", None), "cfg", None)
+                levels = getattr(levels, "levels", 0)
+                if kind != "tempo" and bool(levels) != (kind == "acoustic mode"):
+                    del self._rewards[key]
+                    raise SystemUnavailable(
+                        f"system {spec.name!r}: the mode model at {folder} reads "
+                        f"{'codec' if levels else 'semantic'} tokens; it belongs in "
+                        f"'{'acoustic_mode_reward' if levels else 'mode_reward'}'")
             return self._rewards[key]
 
     def _stage_s_score(self, spec: SystemSpec) -> Any:
@@ -449,6 +479,10 @@ class SystemRegistry:
         if spec.semantic_best_of > 1:
             kw["semantic_best_of"] = spec.semantic_best_of
             kw["semantic_score"] = self._stage_s_score(spec)
+        if spec.acoustic_best_of > 1:
+            kw["acoustic_best_of"] = spec.acoustic_best_of
+            kw["acoustic_score"] = self._reward(spec, "acoustic mode", spec.acoustic_mode_reward,
+                                                spec.acoustic_mode_combine)
         audio = np.asarray(gen.generate(list(prompts), seconds, int(seed), g, t, **kw),
                            dtype=np.float32)
         if audio.ndim != 2 or audio.shape[0] != len(prompts) or audio.shape[1] == 0:

@@ -125,6 +125,7 @@ class Pipeline:
         self.timing = Timing()
         self.last_scores: np.ndarray | None = None
         self.last_semantic_scores: np.ndarray | None = None
+        self.last_acoustic_scores: np.ndarray | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -174,6 +175,8 @@ class Pipeline:
                  top_k: int = 0, top_p: float = 1.0, best_of: int = 1,
                  semantic_best_of: int = 1,
                  semantic_score: Callable[[list[str], np.ndarray], np.ndarray] | None = None,
+                 acoustic_best_of: int = 1,
+                 acoustic_score: Callable[[list[str], np.ndarray], np.ndarray] | None = None,
                  return_tokens: bool = False):
         """Generates one clip per prompt: float32 [b, seconds · sample_rate].
 
@@ -195,6 +198,10 @@ class Pipeline:
             [r, frames]) -> float [r]``; NaN (a prompt the reward cannot score) ranks last,
             and a clip whose candidates are all NaN keeps its first. All scores are kept in
             ``self.last_semantic_scores`` [rows, semantic_best_of].
+          acoustic_best_of: the same for stage A: this many renderings of each clip's
+            (chosen) semantic tokens, ranked by ``acoustic_score(prompts, codes [r, t, K])``
+            (e.g. ``rewards.mode.ModeReward`` with a codec-token model); N× stage A, no
+            extra decoding. Scores in ``self.last_acoustic_scores``.
           return_tokens: also return {"mulan", "semantic", "acoustic"} token arrays.
         """
         prompts = _check_prompts(prompts)
@@ -224,9 +231,17 @@ class Pipeline:
         if semantic_best_of > 1 and semantic_score is None:
             raise GenerationError("semantic_best_of > 1 needs semantic_score, the reward that "
                                   "ranks stage S's candidates (e.g. rewards.tempo.TempoReward)")
+        if not isinstance(acoustic_best_of, (int, np.integer)) or \
+                not 1 <= acoustic_best_of <= MAX_BEST_OF:
+            raise GenerationError(f"acoustic_best_of={acoustic_best_of!r}: use a whole number "
+                                  f"from 1 to {MAX_BEST_OF}")
+        if acoustic_best_of > 1 and acoustic_score is None:
+            raise GenerationError("acoustic_best_of > 1 needs acoustic_score, the reward that "
+                                  "ranks stage A's candidates (e.g. rewards.mode.ModeReward on "
+                                  "codec tokens)")
         rows = [p for p in prompts for _ in range(int(best_of))]
         prompts = rows
-        n_s = int(semantic_best_of)
+        n_s, n_a = int(semantic_best_of), int(acoustic_best_of)
 
         s_cfg, a_cfg = self.semantic.cfg, self.acoustic.cfg
         s_frames = max(1, int(round(seconds * s_cfg.frame_rate)))
@@ -239,13 +254,20 @@ class Pipeline:
         sem = jax.block_until_ready(sample_stage(self.semantic, jnp.repeat(mulan, n_s, axis=0),
                                                  s_frames, key=k_s,
                                                  guidance=float(g_s), sampler=sampler))[..., 0]
-        self.last_semantic_scores = None
+        self.last_semantic_scores = self.last_acoustic_scores = None
         if n_s > 1:
-            sem = sem[self._select_semantic(rows, np.asarray(sem), n_s, semantic_score)]
+            pick, self.last_semantic_scores = self._select(rows, np.asarray(sem), n_s,
+                                                           semantic_score, "semantic_score")
+            sem = sem[pick]
         t2 = time.perf_counter()
-        aco = jax.block_until_ready(sample_stage(self.acoustic, mulan[:, :a_cfg.mulan_levels],
-                                                 a_frames, key=k_a, cond_bt=sem,
-                                                 guidance=float(g_a), sampler=sampler))
+        aco = jax.block_until_ready(sample_stage(
+            self.acoustic, jnp.repeat(mulan[:, :a_cfg.mulan_levels], n_a, axis=0), a_frames,
+            key=k_a, cond_bt=jnp.repeat(sem, n_a, axis=0), guidance=float(g_a),
+            sampler=sampler))
+        if n_a > 1:
+            pick, self.last_acoustic_scores = self._select(rows, np.asarray(aco), n_a,
+                                                           acoustic_score, "acoustic_score")
+            aco = aco[pick]
         t3 = time.perf_counter()
         wav = np.asarray(_decode_codes(self.codec, aco))
         t4 = time.perf_counter()
@@ -261,17 +283,20 @@ class Pipeline:
         self.timing = Timing(t1 - t0, t2 - t1, t3 - t2, t4 - t3, time.perf_counter() - t4)
         return (wav, tokens) if return_tokens else wav
 
-    def _select_semantic(self, rows: list[str], sem_rs: np.ndarray, n: int,
-                         score: Callable[[list[str], np.ndarray], np.ndarray]) -> np.ndarray:
-        """Row index of each clip's best stage-S candidate (rows ``i·n … i·n + n − 1``)."""
+    @staticmethod
+    def _select(rows: list[str], cands: np.ndarray, n: int,
+                score: Callable[[list[str], np.ndarray], np.ndarray], name: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Row index of each clip's best candidate (rows ``i·n … i·n + n − 1``) and all the
+        scores [clips, n]; NaN ranks last."""
         prompts = [p for p in rows for _ in range(n)]
-        s = np.asarray(score(prompts, sem_rs), np.float64)
+        s = np.asarray(score(prompts, cands), np.float64)
         if s.shape != (len(prompts),):
-            raise GenerationError(f"semantic_score returned shape {s.shape} for "
+            raise GenerationError(f"{name} returned shape {s.shape} for "
                                   f"{len(prompts)} candidates; it must return one score each")
         s = s.reshape(len(rows), n)
-        self.last_semantic_scores = s
-        return np.arange(len(rows)) * n + np.argmax(np.where(np.isnan(s), -np.inf, s), axis=1)
+        pick = np.arange(len(rows)) * n + np.argmax(np.where(np.isnan(s), -np.inf, s), axis=1)
+        return pick, s
 
     def _rerank(self, prompts: list[str], wav_bn: np.ndarray, n: int) -> np.ndarray:
         """Row index of each prompt's best candidate (rows ``i·n … i·n + n − 1``) by MuLan

@@ -15,6 +15,14 @@ the model read the pitch content key-relatively — a minor stream is minor rela
 its tonic — where a bag-of-tokens probe of the mode reaches 0.69 on valid (majority
 0.58, ``training/recipes/mode_selection.py``).
 
+With ``levels`` = q (``--preset small-acoustic``) the same model reads the first q codec
+levels [b, t, q] at 50 Hz instead — stage A's output — with one embedding table per level
+(summed per frame) and the frames averaged in pairs (``pool``) so that the convolutions
+see the 25 Hz rate they were sized for. It ranks stage A's renderings of one semantic
+stream (``Pipeline.generate(acoustic_best_of=N, acoustic_score=ModeReward(...))``): stage
+A loses part of the mode its semantic input carries, and this picks the renderings that
+kept it.
+
 Trained (``musicrl train mode``) on random crops of the train split's tokens and of a
 ``musicrl data mode-variants`` root: every train clip re-rendered in its parallel mode
 (same notes, instruments, timing and tonic; the 3rd, 6th and 7th degrees moved), so the
@@ -76,15 +84,27 @@ class ModeConfig:
     dropout: float = opt(0.3, "dropout on the pooled features while training", min=0.0,
                          max=0.9)
     min_frames: int = opt(25, "shortest stream the model scores (frames; 1 s at 25 Hz)", min=1)
+    levels: int = opt(0, "0: read semantic tokens [b, s]; q > 0: read the first q codec "
+                         "levels [b, t, q] (stage A's output; vocab = the codec's codebook)",
+                      min=0, max=32)
+    pool: int = opt(1, "frames averaged into one after the embedding (2: codec tokens at "
+                       "50 Hz read at 25 Hz, the semantic rate the convolutions were sized for)",
+                    min=1, max=16)
 
     def check(self) -> str | None:
+        if self.min_frames < self.pool:
+            return f"min_frames={self.min_frames} is shorter than pool={self.pool}"
         return None
 
 
 register_presets(ModeConfig, {
     "tiny": ModeConfig(vocab=16, embed=8, width=8, kernel=3, hidden=16, min_frames=5),
+    "tiny-acoustic": ModeConfig(vocab=64, frame_rate=50.0, levels=2, pool=2, embed=8, width=8,
+                                kernel=3, hidden=16, min_frames=10),
     "small": ModeConfig(),
     "base": ModeConfig(vocab=1024, embed=128, width=192, hidden=256),
+    # on stage A's output: the first 4 codec levels at 50 Hz (assets/small/lm-acoustic)
+    "small-acoustic": ModeConfig(vocab=1024, frame_rate=50.0, levels=4, pool=2, min_frames=50),
 })
 
 
@@ -102,11 +122,13 @@ def key_index(tonic: str, mode: str) -> int:
 
 
 class ModeModel(nnx.Module):
-    """Semantic tokens [b, s] → logits over the 24 keys [b, 24]."""
+    """Semantic tokens [b, s] (or, with ``levels`` = q, codec tokens [b, t, q]) → logits
+    over the 24 keys [b, 24]. Codec levels get their own embedding tables (one table of
+    ``q · vocab`` rows), summed per frame, as in the acoustic stage's input."""
 
     def __init__(self, cfg: ModeConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.embed = nnx.Embed(cfg.vocab, cfg.embed, rngs=rngs)
+        self.embed = nnx.Embed(cfg.vocab * max(cfg.levels, 1), cfg.embed, rngs=rngs)
         self.conv1 = nnx.Conv(cfg.embed, cfg.width, kernel_size=(cfg.kernel,), padding="SAME",
                               rngs=rngs)
         self.conv2 = nnx.Conv(cfg.width, cfg.width, kernel_size=(cfg.kernel,),
@@ -124,11 +146,28 @@ class ModeModel(nnx.Module):
             raise ModeError(f"{tokens_bs.shape[1]} frames of tokens; the mode model needs at "
                             f"least min_frames={cfg.min_frames} ({cfg.min_frames / cfg.frame_rate:g}"
                             " s)")
-        h = jax.nn.gelu(self.conv1(self.embed(jnp.asarray(tokens_bs, jnp.int32))))
+        h = self._embed(jnp.asarray(tokens_bs, jnp.int32))
+        h = jax.nn.gelu(self.conv1(h))
         h = self.norm(jax.nn.gelu(self.conv2(h)))
         f = jax.nn.gelu(self.frame(h))                                       # [b, s, d]
         pooled = self.head_norm(jnp.concatenate([f.mean(axis=1), f.max(axis=1)], -1))
         return self.out(jax.nn.gelu(self.hidden(self.drop(pooled))))
+
+    def _embed(self, tokens: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        want = 3 if cfg.levels else 2
+        if tokens.ndim != want or (cfg.levels and tokens.shape[2] != cfg.levels):
+            raise ModeError(f"tokens of shape {tokens.shape}: this mode model reads "
+                            + (f"codec tokens [batch, frames, {cfg.levels}]" if cfg.levels
+                               else "semantic tokens [batch, frames]"))
+        if cfg.levels:
+            h = self.embed(tokens + cfg.vocab * jnp.arange(cfg.levels)).sum(axis=2)
+        else:
+            h = self.embed(tokens)
+        if cfg.pool > 1:
+            b, t, d = h.shape
+            h = h[:, :t // cfg.pool * cfg.pool].reshape(b, t // cfg.pool, cfg.pool, d).mean(2)
+        return h
 
 
 class ModeEnsemble(Ensemble):
@@ -184,8 +223,9 @@ def _member_logits(model: ModeEnsemble, tokens_bs: jax.Array) -> jax.Array:
     return model.member_logits(tokens_bs)
 
 
-def keyed_tokens(root: str, split: str) -> tuple[list[np.ndarray], np.ndarray]:
-    """(semantic token streams, key indices) of a split's clips with key and mode labels."""
+def keyed_tokens(root: str, split: str, levels: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    """(token streams, key indices) of a split's clips with key and mode labels: semantic
+    tokens [s], or with ``levels`` = q the first q codec levels [t, q]."""
     from musicrl.data.manifest import load_clips
     from musicrl.data.tokens import load_tokens
 
@@ -199,7 +239,11 @@ def keyed_tokens(root: str, split: str) -> tuple[list[np.ndarray], np.ndarray]:
     if not clips:
         raise ModeError(f"no {split} clip of {root} has key and mode labels: the mode model "
                         "trains on the bundled corpus's labels (`musicrl data build`)")
-    return ([np.asarray(toks[c.id][0], np.int32) for c in clips],
+    if levels and toks[clips[0].id][1].shape[1] < levels:
+        raise ModeError(f"the token cache {token_dir} holds {toks[clips[0].id][1].shape[1]} "
+                        f"codec levels; the model reads {levels}")
+    return ([np.asarray(toks[c.id][0] if not levels else toks[c.id][1][:, :levels], np.int32)
+             for c in clips],
             np.array([key_index(c.labels["key"], c.labels["mode"]) for c in clips], np.int32))
 
 
@@ -246,7 +290,7 @@ def evaluate_mode(model: ModeModel | ModeEnsemble, root: str, split: str = "test
     on the clip than on its twin. With ``out``: report.json and mode.png."""
     from musicrl.atomic import write_text_atomic
 
-    seqs, keys = keyed_tokens(root, split)
+    seqs, keys = keyed_tokens(root, split, model.cfg.levels)
     report: dict[str, Any] = {**(meta or {}), "root": str(root), "split": split,
                               "clips": len(seqs), "by_seconds": {}}
     for s in seconds:
@@ -279,7 +323,8 @@ def _plot_mode(model, seqs, keys, report, path: Path) -> None:
     a.hist(pm[~minor, 1], bins, alpha=0.6, label="labelled major")
     a.hist(pm[minor, 1], bins, alpha=0.6, label="labelled minor")
     a.set(xlabel="P(minor)", ylabel="clips",
-          title=f"mode model, first {names[-1]} s of semantic tokens ({report['split']})")
+          title=f"mode model, first {names[-1]} s of "
+              f"{'codec' if model.cfg.levels else 'semantic'} tokens ({report['split']})")
     a.legend(fontsize=8)
     w = 0.25
     for j, (k, lab) in enumerate((("mode_acc", "mode accuracy"), ("mode_chance", "chance"),
@@ -314,11 +359,16 @@ class ModeReward:
 
     def _tokens(self, tokens_bs: np.ndarray | jax.Array) -> jax.Array:
         tokens = jnp.asarray(tokens_bs, jnp.int32)
-        if tokens.ndim != 2:
-            raise ModeError(f"tokens must be [batch, frames], got shape {tokens.shape}")
+        lv = self.model.cfg.levels
+        if tokens.ndim != (3 if lv else 2) or (lv and tokens.shape[2] < lv):
+            raise ModeError("tokens must be " + (f"codec tokens [batch, frames, ≥{lv}]" if lv
+                            else "semantic tokens [batch, frames]")
+                            + f", got shape {tokens.shape}")
+        if lv:
+            tokens = tokens[:, :, :lv]
         if int(jnp.max(tokens)) >= self.model.cfg.vocab or int(jnp.min(tokens)) < 0:
             raise ModeError(f"token ids must be in [0, {self.model.cfg.vocab}): this mode "
-                            "model was trained on another semantic tokenizer")
+                            "model was trained on another tokenizer")
         return tokens
 
     def minor(self, tokens_bs: np.ndarray | jax.Array) -> np.ndarray:

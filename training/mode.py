@@ -1,4 +1,5 @@
-"""``musicrl train mode``: the mode reward model on semantic tokens (rewards/mode.py).
+"""``musicrl train mode``: the mode reward model on semantic tokens (rewards/mode.py), or
+with ``--preset small-acoustic`` on the first codec levels, stage A's output.
 
 Each step draws ``batch_size`` train clips (from ``data_root`` and every ``extra_data``
 root, e.g. one made by ``musicrl data mode-variants``: each train clip in its parallel
@@ -70,7 +71,14 @@ register_presets(ModeTrainConfig, {
         model=presets_of(ModeConfig)["tiny"],
         loop=LoopConfig(workdir="runs/mode-tiny", steps=20, log_every=5, ckpt_every=10),
         data_root="data/tiny", crop_seconds=1.0, batch_size=8, warmup_steps=2, eval_every=10),
+    "tiny-acoustic": ModeTrainConfig(
+        model=presets_of(ModeConfig)["tiny-acoustic"],
+        loop=LoopConfig(workdir="runs/mode-tiny-acoustic", steps=10, log_every=5, ckpt_every=10),
+        data_root="data/tiny", crop_seconds=1.0, batch_size=8, warmup_steps=2, eval_every=10),
     "small": ModeTrainConfig(),
+    "small-acoustic": ModeTrainConfig(model=presets_of(ModeConfig)["small-acoustic"],
+                                      loop=LoopConfig(workdir="runs/mode-acoustic", steps=1200,
+                                                      log_every=50, ckpt_every=200)),
     "base": ModeTrainConfig(model=presets_of(ModeConfig)["base"],
                             loop=LoopConfig(workdir="runs/mode-base", steps=20_000),
                             data_root="data/base", batch_size=256),
@@ -132,19 +140,21 @@ def train_mode(cfg: ModeTrainConfig, progress: bool = True, command: str = "",
     from musicrl.data.variants import split_roots
 
     t0 = time.time()
-    seqs, keys = keyed_tokens(cfg.data_root, "train")
+    lv = cfg.model.levels
+    seqs, keys = keyed_tokens(cfg.data_root, "train", lv)
     for root in split_roots(cfg.extra_data):
-        s, k = keyed_tokens(root, "train")
+        s, k = keyed_tokens(root, "train", lv)
         seqs, keys = seqs + s, np.concatenate([keys, k])
     top = max(int(s.max()) for s in seqs)
     if top >= cfg.model.vocab:
-        raise ModeError(f"the token caches hold semantic ids up to {top} but model.vocab="
-                        f"{cfg.model.vocab}: set it to the semantic tokenizer's size")
+        raise ModeError(f"the token caches hold {'codec' if lv else 'semantic'} ids up to {top} "
+                        f"but model.vocab={cfg.model.vocab}: set it to the "
+                        f"{'codec codebook' if lv else 'semantic tokenizer'}'s size")
     frames = int(round(cfg.crop_seconds * cfg.model.frame_rate))
     if frames < cfg.model.min_frames:
         raise ModeError(f"crop_seconds={cfg.crop_seconds} gives {frames} frames; the model "
                         f"reads at least model.min_frames={cfg.model.min_frames}: raise the crop")
-    v_seqs, v_keys = keyed_tokens(cfg.data_root, "valid")
+    v_seqs, v_keys = keyed_tokens(cfg.data_root, "valid", lv)
     model = ModeModel(cfg.model, rngs=nnx.Rngs(cfg.loop.seed))
     print(f"mode: {count_params(model) / 1e6:.3f} M parameters, {len(seqs)} train streams "
           f"({np.mean(keys >= 12):.2f} minor), {len(v_seqs)} valid")
@@ -183,7 +193,7 @@ def _train_ensemble(cfg: ModeTrainConfig, progress: bool, command: str,
 
     def score_valid(ens: ModeEnsemble) -> dict[str, float]:
         ens.eval()
-        return score_mode(ens, *keyed_tokens(cfg.data_root, "valid"), frames)
+        return score_mode(ens, *keyed_tokens(cfg.data_root, "valid", cfg.model.levels), frames)
 
     return train_members(
         cfg, name="mode", load=load_mode, ensemble_cls=ModeEnsemble, save=save_mode,

@@ -83,6 +83,15 @@ def add_semantic_best_of_args(p: argparse.ArgumentParser) -> None:
                         "mode probabilities (default: tempo alone)")
     p.add_argument("--mode-combine", default="mean", choices=("mean", "min"),
                    help="with a mode ensemble: the members' mean probability or the least one")
+    p.add_argument("--acoustic-best-of", type=int, default=1, metavar="N",
+                   help="render each clip's semantic tokens N times with stage A and keep the "
+                        "rendering --acoustic-mode-reward rates most surely in the prompt's "
+                        "mode; costs N× stage A (default 1 = off)")
+    p.add_argument("--acoustic-mode-reward", default="", metavar="DIR",
+                   help="a mode reward model on codec tokens for --acoustic-best-of (`musicrl "
+                        "train mode --preset small-acoustic`, e.g. assets/small/mode-acoustic)")
+    p.add_argument("--acoustic-mode-combine", default="mean", choices=("mean", "min"),
+                   help="with an ensemble: the members' mean probability or the least one")
 
 
 def scorer_label(args: argparse.Namespace) -> str:
@@ -98,6 +107,42 @@ def scorer_label(args: argparse.Namespace) -> str:
         parts.append(f"mode ({args.mode_reward}" + (", min" if args.mode_combine == "min"
                                                     else "") + ")")
     return " × ".join(parts)
+
+
+def acoustic_scorer_label(args: argparse.Namespace) -> str:
+    """How a report names the stage-A scorer: "mode (DIR, min)"."""
+    return (f"mode on codec tokens ({args.acoustic_mode_reward}"
+            + (", min" if args.acoustic_mode_combine == "min" else "") + ")")
+
+
+def acoustic_scorer(args: argparse.Namespace):
+    """The stage-A scorer ``--acoustic-best-of`` asks for, or None."""
+    folder = args.acoustic_mode_reward
+    if args.acoustic_best_of <= 1:
+        if folder:
+            raise UserError("--acoustic-mode-reward ranks stage A's renderings: give "
+                            "--acoustic-best-of N (N ≥ 2) too")
+        return None
+    from pathlib import Path
+
+    if not folder:
+        raise UserError("--acoustic-best-of needs --acoustic-mode-reward DIR, the mode model on "
+                        "codec tokens that ranks the renderings (`musicrl train mode --preset "
+                        "small-acoustic`)")
+    if not Path(folder).is_dir():
+        raise UserError(f"--acoustic-mode-reward {folder}: no mode model there; train one with "
+                        "`musicrl train mode --preset small-acoustic` or pass its weights folder")
+    from rewards.mode import ModeError, ModeReward
+
+    try:
+        reward = ModeReward(folder, combine=args.acoustic_mode_combine)
+    except ModeError as e:
+        raise UserError(str(e)) from None
+    if not reward.model.cfg.levels:
+        raise UserError(f"--acoustic-mode-reward {folder} reads semantic tokens, not codec "
+                        "tokens: pass it to --mode-reward (stage S), or train a codec-token "
+                        "one with `musicrl train mode --preset small-acoustic`")
+    return reward
 
 
 def semantic_scorer(args: argparse.Namespace):
@@ -128,4 +173,7 @@ def semantic_scorer(args: argparse.Namespace):
             scores.append(cls(folder, combine=combine))
         except error as e:
             raise UserError(str(e)) from None
+        if kind == "mode" and scores[-1].model.cfg.levels:
+            raise UserError(f"--mode-reward {folder} reads codec tokens (stage A's output): "
+                            "pass it to --acoustic-mode-reward with --acoustic-best-of N")
     return scores[0] if len(scores) == 1 else ProductScore(scores)

@@ -12,6 +12,8 @@ from musicrl.cli.common import (
     DEFAULT_CODEC,
     EXIT_OK,
     UserError,
+    acoustic_scorer,
+    acoustic_scorer_label,
     add_semantic_best_of_args,
     scorer_label,
     semantic_scorer,
@@ -246,7 +248,8 @@ def _cmd_eval_mode(args: argparse.Namespace) -> int:
     except ModeError as e:
         raise UserError(str(e)) from None
     print(f"mode model {args.weights} (step {meta.get('steps', '?')}): mode and key from the "
-          f"first S seconds of semantic tokens, {rep['clips']} {args.split} clips\n")
+          f"first S seconds of {'codec' if model.cfg.levels else 'semantic'} tokens, "
+          f"{rep['clips']} {args.split} clips\n")
     print("| first S | mode | chance | majority | key (24) |\n|---|---|---|---|---|")
     for s, v in rep["by_seconds"].items():
         print(f"| {s} s | {v['mode_acc']:.3f} | {v['mode_chance']:.3f} | {v['majority']:.3f} | "
@@ -278,7 +281,9 @@ def _cmd_eval_generate(args: argparse.Namespace) -> int:
             seed=args.seed, batch=args.batch, estimators_dir=args.estimators,
             diversity_embed=embed, out=out, best_of=args.best_of,
             semantic_best_of=args.semantic_best_of, semantic_score=semantic_scorer(args),
-            semantic_score_name=scorer_label(args), progress=not args.quiet)
+            semantic_score_name=scorer_label(args), acoustic_best_of=args.acoustic_best_of,
+            acoustic_score=acoustic_scorer(args), acoustic_score_name=acoustic_scorer_label(args),
+            progress=not args.quiet)
     except ValueError as e:
         raise UserError(str(e)) from None
     write_report(rep, out)

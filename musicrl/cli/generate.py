@@ -12,6 +12,7 @@ from musicrl.cli.common import (
     DEFAULT_BUNDLE,
     EXIT_OK,
     UserError,
+    acoustic_scorer,
     add_semantic_best_of_args,
     semantic_scorer,
 )
@@ -45,7 +46,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("semantic", args.semantic), ("acoustic", args.acoustic))
                  if v}
     pipe = Pipeline.from_pretrained(args.model, **overrides)
-    scorer = semantic_scorer(args)
+    scorer, a_scorer = semantic_scorer(args), acoustic_scorer(args)
     guidance = args.guidance if args.guidance_acoustic is None else \
         (args.guidance, args.guidance_acoustic)
     rows = [p for p in prompts for _ in range(args.n)]
@@ -62,7 +63,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                                   temperature=args.temperature, top_k=args.top_k,
                                   top_p=args.top_p, best_of=args.best_of,
                                   semantic_best_of=args.semantic_best_of,
-                                  semantic_score=scorer))
+                                  semantic_score=scorer,
+                                  acoustic_best_of=args.acoustic_best_of,
+                                  acoustic_score=a_scorer))
         t = pipe.timing
         print(f"clips {i + 1}-{min(i + args.batch, len(rows))}/{len(rows)}: {t.total:.2f} s "
               f"(text {t.text:.2f}, semantic {t.semantic:.2f}, acoustic {t.acoustic:.2f}, "

@@ -174,7 +174,9 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
                         out: str | os.PathLike | None = None, best_of: int = 1,
                         semantic_best_of: int = 1,
                         semantic_score: Callable[[list[str], np.ndarray], np.ndarray] | None = None,
-                        semantic_score_name: str = "", progress: bool = True) -> dict[str, Any]:
+                        semantic_score_name: str = "", acoustic_best_of: int = 1,
+                        acoustic_score: Callable[[list[str], np.ndarray], np.ndarray] | None = None,
+                        acoustic_score_name: str = "", progress: bool = True) -> dict[str, Any]:
     """Generates for the split's prompts and measures everything in the module doc.
 
     ``best_of`` > 1 keeps, per prompt, the best of that many samples by the bundle's MuLan
@@ -183,7 +185,10 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
     estimators and embedding are independent of MuLan. ``semantic_best_of`` > 1 keeps the
     best of that many stage-S continuations by ``semantic_score`` (named
     ``semantic_score_name`` in the report), e.g. the tempo reward on semantic tokens, whose
-    model is independent of the beat tracker that measures tempo adherence."""
+    model is independent of the beat tracker that measures tempo adherence;
+    ``acoustic_best_of`` > 1 likewise keeps the best of that many stage-A renderings by
+    ``acoustic_score`` (e.g. the mode reward on codec tokens; independent of the chroma
+    estimator)."""
     from tqdm import tqdm
 
     from musicrl.audio import load_audio, write_wav_atomic
@@ -201,6 +206,9 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
     prompts = [c.captions[i % len(c.captions)] for i, c in enumerate(clips)]
     sr = pipe.sample_rate
     n = int(round(seconds * sr))
+    select = {"best_of": best_of, "semantic_best_of": semantic_best_of,
+              "semantic_score": semantic_score, "acoustic_best_of": acoustic_best_of,
+              "acoustic_score": acoustic_score}
 
     # The estimators' classifier (trained once on the train split, as in eval estimators).
     if not (Path(estimators_dir) / "classifier" / "meta.json").exists():
@@ -228,9 +236,7 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
         for i in tqdm(range(0, len(prompts), batch), desc=f"generate γ={g:g}",
                       disable=not progress):
             wavs.append(pipe.generate(prompts[i:i + batch], seconds=seconds, seed=seed + i,
-                                      guidance=g, best_of=best_of,
-                                      semantic_best_of=semantic_best_of,
-                                      semantic_score=semantic_score))
+                                      guidance=g, **select))
         gen = np.concatenate(wavs)
         gen_seconds = time.time() - t0
         mcc, sims = _mcc(pipe.mulan, prompts, gen)
@@ -240,6 +246,9 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
                    **({"semantic_best_of": semantic_best_of,
                        "semantic_score": semantic_score_name or "custom"}
                       if semantic_best_of > 1 else {}),
+                   **({"acoustic_best_of": acoustic_best_of,
+                       "acoustic_score": acoustic_score_name or "custom"}
+                      if acoustic_best_of > 1 else {}),
                    "mcc": float(mcc.mean()), "mcc_other_prompts": float(off.mean()),
                    "mcc_ratio_to_real": float(mcc.mean() / mcc_real.mean()),
                    "fad": fad_between(emb_test, att["features"], n_fad),
@@ -268,10 +277,7 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
         pick = clips[:: max(1, len(clips) // variation_prompts)][:variation_prompts]
         rows = [p for c in pick for p in [c.captions[0]] * variations]
         gen = np.concatenate([pipe.generate(rows[i:i + batch], seconds=seconds,
-                                            seed=seed + 10_000 + i, guidance=g0,
-                                            best_of=best_of,
-                                            semantic_best_of=semantic_best_of,
-                                            semantic_score=semantic_score)
+                                            seed=seed + 10_000 + i, guidance=g0, **select)
                               for i in range(0, len(rows), batch)])
         e = diversity_embed(gen).reshape(len(pick), variations, -1)
         e = e / np.linalg.norm(e, axis=-1, keepdims=True)
@@ -289,10 +295,12 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
 
 def system_label(s: dict[str, Any]) -> str:
     """"γ=3", "γ=3, best of 4", "γ=3, stage S best of 8 by tempo", … for a system entry."""
-    bo, sbo = s.get("best_of", 1), s.get("semantic_best_of", 1)
+    bo, sbo, abo = s.get("best_of", 1), s.get("semantic_best_of", 1), s.get("acoustic_best_of", 1)
     return (f"γ={s['guidance']:g}" + (f", best of {bo}" if bo > 1 else "")
             + (f", stage S best of {sbo} by {s.get('semantic_score', 'a reward')}"
-               if sbo > 1 else ""))
+               if sbo > 1 else "")
+            + (f", stage A best of {abo} by {s.get('acoustic_score', 'a reward')}"
+               if abo > 1 else ""))
 
 
 def format_table(rep: dict[str, Any]) -> str:

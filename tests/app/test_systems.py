@@ -76,6 +76,11 @@ def test_registry_from_file_json_and_toml(tmp_path):
      "mode_combine must be"),
     ({"systems": [{"name": "x", "weights": "w", "mode_reward": 1}]}, "mode_reward must be"),
     ({"systems": [{"name": "x", "weights": "w", "tempo": "none"}]}, "nothing to select by"),
+    ({"systems": [{"name": "x", "weights": "w", "acoustic_best_of": 2}]}, "go together"),
+    ({"systems": [{"name": "x", "weights": "w", "acoustic_mode_reward": "m"}]}, "go together"),
+    ({"systems": [{"name": "x", "weights": "w", "acoustic_best_of": 2,
+                   "acoustic_mode_reward": "m", "acoustic_mode_combine": "max"}]},
+     "acoustic_mode_combine must be"),
 ])
 def test_registry_refuses_bad_configs(data, match):
     with pytest.raises(SystemConfigError, match=match):
@@ -238,3 +243,23 @@ def test_registry_semantic_best_of_by_a_tempo_model(tmp_path):
     assert np.all(both <= mode_scores + 1e-6)    # the same candidates; × a probability
     with pytest.raises(SystemUnavailable, match="no mode model"):
         reg.generate("lost", ["a sad tune"], 2.0, seed=0)
+
+    # stage-A selection by a mode model on codec tokens; each stage refuses the other's model
+    acfg = dataclasses.replace(presets_of(ModeConfig)["tiny-acoustic"],
+                               vocab=reg.get("mode3").pipeline.acoustic.cfg.vocab)
+    save_mode(tmp_path / "mode-aco", ModeModel(acfg, rngs=nnx.Rngs(0)), meta={"steps": 0})
+    reg = SystemRegistry.from_dict({"systems": [
+        {"name": "aco3", "weights": str(bundle), "acoustic_best_of": 3,
+         "acoustic_mode_reward": str(tmp_path / "mode-aco")},
+        {"name": "swapped", "weights": str(bundle), "acoustic_best_of": 2,
+         "acoustic_mode_reward": str(tmp_path / "mode")},
+        {"name": "swapped-s", "weights": str(bundle), "semantic_best_of": 2, "tempo": "none",
+         "mode_reward": str(tmp_path / "mode-aco")}]})
+    _, _, settings = reg.generate("aco3", ["a melancholic waltz"], 2.0, seed=0)
+    assert settings["acoustic_best_of"] == 3
+    assert settings["acoustic_mode_reward"] == str(tmp_path / "mode-aco")
+    assert reg.get("aco3").pipeline.last_acoustic_scores.shape == (1, 3)
+    with pytest.raises(SystemUnavailable, match="reads semantic tokens"):
+        reg.generate("swapped", ["a sad tune"], 2.0, seed=0)
+    with pytest.raises(SystemUnavailable, match="reads codec tokens"):
+        reg.generate("swapped-s", ["a sad tune"], 2.0, seed=0)

@@ -93,6 +93,36 @@ def test_semantic_best_of_passes_the_top_scored_stage_s_candidate_to_stage_a(pip
         pipe.generate(prompts, seconds=1.0, semantic_best_of=0, semantic_score=score)
 
 
+def test_acoustic_best_of_keeps_the_top_scored_stage_a_rendering(pipe):
+    prompts = ["a calm piano piece", "fast drums"]
+    seen = {}
+
+    def score(rows, codes):                   # a reward read from the codec tokens
+        seen["rows"], seen["codes"] = list(rows), np.asarray(codes)
+        return np.asarray(codes, np.float64)[:, :, 0].mean(axis=1)
+
+    wav, tok = pipe.generate(prompts, seconds=1.0, seed=3, acoustic_best_of=3,
+                             acoustic_score=score, return_tokens=True)
+    assert seen["rows"] == [p for p in prompts for _ in range(3)]
+    cand = seen["codes"].reshape(2, 3, *seen["codes"].shape[1:])
+    s = pipe.last_acoustic_scores
+    assert s.shape == (2, 3) and pipe.last_semantic_scores is None
+    np.testing.assert_array_equal(tok["acoustic"], cand[np.arange(2), s.argmax(1)])
+    assert not np.array_equal(cand[0, 0], cand[0, 1])        # renderings differ
+    # the chosen rendering is what gets decoded: same audio as decoding it directly
+    from musicrl.pipeline import _decode_codes
+    direct = np.asarray(_decode_codes(pipe.codec, tok["acoustic"]))[:, :wav.shape[1]]
+    np.testing.assert_allclose(wav, direct, atol=1e-6)
+    # one rendering: the plain path, bit for bit
+    plain = pipe.generate(prompts, seconds=1.0, seed=3)
+    one = pipe.generate(prompts, seconds=1.0, seed=3, acoustic_best_of=1, acoustic_score=score)
+    np.testing.assert_array_equal(plain, one)
+    with pytest.raises(GenerationError, match="needs acoustic_score"):
+        pipe.generate(prompts, seconds=1.0, acoustic_best_of=2)
+    with pytest.raises(GenerationError, match="acoustic_best_of"):
+        pipe.generate(prompts, seconds=1.0, acoustic_best_of=0, acoustic_score=score)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"prompts": []}, "no prompts"),
     ({"prompts": ["   "]}, "empty"),

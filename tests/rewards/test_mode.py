@@ -108,7 +108,7 @@ def test_save_load_reward_ensemble_and_errors(tmp_path):
     np.testing.assert_allclose(reward.minor(np.asarray(x)), p[:, 1], rtol=1e-5)
     with pytest.raises(ModeError, match="prompts for"):
         reward(["minor"], np.asarray(x))
-    with pytest.raises(ModeError, match="another semantic tokenizer"):
+    with pytest.raises(ModeError, match="another tokenizer"):
         reward(prompts, np.asarray(x) + cfg.vocab)
     with pytest.raises(ModeError, match="at least min_frames"):
         reward(prompts, np.asarray(x)[:, :cfg.min_frames - 1])
@@ -138,3 +138,40 @@ def test_save_load_reward_ensemble_and_errors(tmp_path):
     (tmp_path / "other" / "meta.json").write_text('{"component": "tempo"}')
     with pytest.raises(ModeError, match="not a mode model"):
         load_mode(tmp_path / "other")
+
+
+def test_codec_level_model_reads_every_level_and_refuses_other_shapes(tmp_path):
+    """``levels`` = q: codec tokens [b, t, q] with a table per level, pooled to half rate."""
+    cfg = dataclasses.replace(presets_of(ModeConfig)["tiny"], levels=3, pool=2, min_frames=8)
+    model = ModeModel(cfg, rngs=nnx.Rngs(0))
+    model.eval()
+    x = np.asarray(jax.random.randint(jax.random.key(1), (2, 12, 3), 0, cfg.vocab))
+    out = np.asarray(model(jnp.asarray(x)))
+    assert out.shape == (2, 24)
+    for q in range(3):                          # each level's tokens reach the logits
+        y = x.copy()
+        y[:, :, q] = (y[:, :, q] + 1) % cfg.vocab
+        assert not np.allclose(np.asarray(model(jnp.asarray(y))), out)
+    # the same id on two levels is two different embeddings
+    same = np.zeros((1, 12, 3), np.int32)
+    swapped = same.copy()
+    swapped[..., 0] = 1
+    swapped2 = same.copy()
+    swapped2[..., 1] = 1
+    assert not np.allclose(np.asarray(model(jnp.asarray(swapped))),
+                           np.asarray(model(jnp.asarray(swapped2))))
+    with pytest.raises(ModeError, match=r"codec tokens \[batch, frames, 3\]"):
+        model(jnp.asarray(x[..., 0]))
+    with pytest.raises(ModeError, match="min_frames"):
+        model(jnp.asarray(x[:, :7]))
+
+    save_mode(tmp_path / "codec", model, meta={"steps": 0})
+    reward = ModeReward(tmp_path / "codec")
+    assert reward.model.cfg.levels == 3
+    wide = np.concatenate([x, x[..., :1]], axis=2)            # stage A may write more levels
+    np.testing.assert_allclose(reward(["minor", "major"], wide),
+                               reward(["minor", "major"], x), rtol=1e-6)
+    with pytest.raises(ModeError, match="codec tokens"):
+        reward(["minor", "major"], x[..., 0])
+    with pytest.raises(ModeError, match="codec tokens"):
+        reward(["minor", "major"], x[..., :2])

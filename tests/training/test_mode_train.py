@@ -80,3 +80,42 @@ def test_mode_ensemble_and_selection_from_the_cli(rl_data, tmp_path, capsys):
                  "--mode-reward", str(work / "member-0" / "weights"), "--mode-combine", "min",
                  "-o", str(tmp_path / "z.wav")]) == 2
     assert "needs an ensemble" in capsys.readouterr().err
+
+
+def test_codec_token_mode_model_ranks_stage_a_from_the_cli(rl_data, tmp_path, capsys):
+    """``--preset tiny-acoustic``: the mode model on the first codec levels; it ranks stage
+    A's renderings (``--acoustic-best-of``), and each stage's flag refuses the other's model."""
+    root, bundle, _ = rl_data
+    work = tmp_path / "aco"
+    assert main(["train", "mode", "--preset", "tiny-acoustic", "--quiet", f"data_root={root}",
+                 f"loop.workdir={work}"]) == 0
+    model, meta = load_mode(work / "weights")
+    assert model.cfg.levels == 2 and meta["steps"] == 10
+    assert main(["eval", "mode", "--weights", str(work), "--root", str(root), "--split",
+                 "valid", "--seconds", "1,2", "--out", str(tmp_path / "eval")]) == 0
+    rep = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert 0.0 <= rep["by_seconds"]["2"]["mode_acc"] <= 1.0
+
+    out = tmp_path / "clips"
+    assert main(["generate", "a melancholic chorale", "a bright chorale", "--model", str(bundle),
+                 "--seconds", "1", "--acoustic-best-of", "3", "--acoustic-mode-reward",
+                 str(work / "weights"), "-o", str(out)]) == 0
+    assert len(list(out.glob("*.wav"))) == 2
+    capsys.readouterr()
+    sem = tmp_path / "sem"
+    assert main(["train", "mode", "--preset", "tiny", "--quiet", f"data_root={root}",
+                 "loop.steps=2", f"loop.workdir={sem}"]) == 0
+    bad = [
+        (["--acoustic-best-of", "2"], "needs --acoustic-mode-reward"),
+        (["--acoustic-best-of", "2", "--acoustic-mode-reward", str(sem / "weights")],
+         "reads semantic tokens"),
+        (["--acoustic-mode-reward", str(work / "weights")], "--acoustic-best-of N"),
+        (["--acoustic-best-of", "2", "--acoustic-mode-reward", str(tmp_path / "nope")],
+         "no mode model"),
+        (["--semantic-best-of", "2", "--tempo", "none", "--mode-reward", str(work / "weights")],
+         "reads codec tokens"),
+    ]
+    for extra, msg in bad:
+        assert main(["generate", "x", "--model", str(bundle), "--seconds", "1", *extra,
+                     "-o", str(tmp_path / "x.wav")]) == 2, extra
+        assert msg in capsys.readouterr().err, extra

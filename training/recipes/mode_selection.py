@@ -181,7 +181,7 @@ def main() -> None:
 
 
 def plot_curves(res: dict, ns: list[int], path: str, title: str,
-                ceiling: float | None = None) -> None:
+                ceiling: float | None = None, xlabel: str = "stage-S candidates N") -> None:
     """Agreement / chance against N for each reward; ``ceiling``: a reference ratio (e.g.
     stage A's rendering of real semantic tokens, ``mode_chain.py``) drawn dotted."""
     import matplotlib
@@ -196,7 +196,7 @@ def plot_curves(res: dict, ns: list[int], path: str, title: str,
     if ceiling is not None:
         ax.axhline(ceiling, color="C3", lw=1.0, ls=":",
                    label="stage A from real semantic tokens (mode_chain.py)")
-    ax.set(xscale="log", xticks=ns, xticklabels=[str(k) for k in ns], xlabel="stage-S candidates N",
+    ax.set(xscale="log", xticks=ns, xticklabels=[str(k) for k in ns], xlabel=xlabel,
            ylabel="mode agreement / chance (chroma estimator)", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()

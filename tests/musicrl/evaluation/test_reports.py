@@ -123,3 +123,12 @@ def test_adherence_counts_mode_on_the_prompts_that_name_one():
     assert out["mode"]["accuracy"] == 0.5 and out["mode"]["n"] == 4
     named = out["mode_named_in_prompt"]
     assert named["n"] == 3 and named["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_system_label_names_each_stage_selection():
+    from musicrl.evaluation.generation import system_label
+
+    assert system_label({"guidance": 3.0}) == "γ=3"
+    assert system_label({"guidance": 3.0, "semantic_best_of": 8, "semantic_score": "tempo",
+                         "acoustic_best_of": 4, "acoustic_score": "mode on codec tokens"}) == \
+        "γ=3, stage S best of 8 by tempo, stage A best of 4 by mode on codec tokens"

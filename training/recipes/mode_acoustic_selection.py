@@ -1,0 +1,176 @@
+"""Does selection on stage A's output carry the mode further than selection on stage S?
+
+    python training/recipes/mode_acoustic_selection.py BUNDLE --model DIR[@min] [...]
+        [--root data/small] [--split valid] [--ns 8] [--semantic-mode assets/small/mode@min]
+        [--na 4] [--json out.json] [--plot out.png]
+
+Stage-S selection by the semantic-token mode model reached the ceiling stage A leaves it
+(docs/generator.md "Mode by stage-S selection": 1.15× at N = 8 on valid, against 1.17×
+for stage A's rendering of *real* semantic tokens and 1.31× for the codec's resynthesis
+of real codec tokens, ``mode_chain.py``). Stage A loses part of the mode its input
+carries; this asks whether ranking stage A's renderings by a mode model that reads codec
+tokens (``musicrl train mode --preset small-acoustic``) wins it back.
+
+For every caption of the split that names a mode (the prompts of ``mode_selection.py``):
+stage S samples ``--ns`` candidates at γ = 3 and the semantic reward keeps one (N = 1: the
+first), stage A renders that one ``max(--na)`` times (γ = 3), every rendering is decoded,
+and the evaluation's chroma-template key estimator (which no reward saw) reads its mode.
+Each ``--model`` then keeps, among the first N_A renderings, the one most surely in the
+caption's mode. Printed beside N_A = 1 (the first rendering), the mean over all renderings
+(what a random pick gets on average) and permutation chance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rewards.mode import mode_from_prompt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bundle")
+    ap.add_argument("--model", action="append", default=[], metavar="DIR[@min]", required=True,
+                    help="a codec-token mode model (musicrl train mode --preset small-acoustic) "
+                         "to rank stage A's renderings; DIR@min: an ensemble's least sure "
+                         "member; repeatable")
+    ap.add_argument("--root", default="data/small")
+    ap.add_argument("--split", default="valid", choices=("valid", "test"))
+    ap.add_argument("--ns", type=int, default=8, help="stage-S candidates (1: no selection)")
+    ap.add_argument("--semantic-mode", default="assets/small/mode@min", metavar="DIR[@min]",
+                    help="the semantic-token mode reward that picks among stage S's candidates")
+    ap.add_argument("--na", default="2,4", help="stage-A renderings to compare, comma-separated "
+                    "(N_A = 1 is always shown)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--json", default="")
+    ap.add_argument("--plot", default="")
+    args = ap.parse_args()
+    try:
+        nas = sorted({1, *(int(x) for x in args.na.split(","))})
+        if nas[0] < 1 or args.ns < 1:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--na {args.na!r} / --ns {args.ns}: whole numbers ≥ 1")
+
+    import jax
+    import jax.numpy as jnp
+    from tqdm import tqdm
+
+    from musicrl.data.manifest import load_clips
+    from musicrl.evaluation.estimators import key_from_chroma, mean_chroma
+    from musicrl.pipeline import Pipeline, _decode_codes
+    from musicrl.sampling import sample_stage
+    from rewards.mode import ModeReward
+
+    def reward(spec: str) -> ModeReward:
+        folder, _, combine = spec.partition("@")
+        return ModeReward(folder, combine=combine or "mean")
+
+    t0 = time.time()
+    pipe = Pipeline.from_pretrained(args.bundle)
+    a_cfg = pipe.acoustic.cfg
+    aco_rewards = {spec: reward(spec) for spec in args.model}
+    for spec, r in aco_rewards.items():
+        if r.model.cfg.levels == 0 or r.model.cfg.levels > a_cfg.levels:
+            raise SystemExit(f"--model {spec}: reads {r.model.cfg.levels} codec levels; stage A "
+                             f"writes {a_cfg.levels} (train one with --preset small-acoustic)")
+    sem_reward = reward(args.semantic_mode) if args.ns > 1 else None
+
+    clips = [c for c in load_clips(args.root, splits=[args.split])
+             if c.captions and c.labels and c.labels.get("mode")]
+    rows = []
+    for i, c in enumerate(clips):
+        cap = c.captions[i % len(c.captions)]
+        if (m := mode_from_prompt(cap)) is not None:
+            rows.append((cap, m, c.labels["mode"]))
+    prompts = [r[0] for r in rows]
+    want = [r[1] for r in rows]
+    label = np.array([r[2] for r in rows])
+    frames, b, na = 250, args.batch, nas[-1]
+    print(f"{len(rows)} {args.split} captions name a mode; stage S × {args.ns}, stage A × {na}",
+          flush=True)
+
+    est = []                                    # [rows, na] estimated mode of each rendering
+    scores = {spec: [] for spec in aco_rewards}  # [rows, na]
+    sem_chosen = []
+    for i in tqdm(range(0, len(rows), b), desc="stage S, stage A, decode"):
+        p, w = prompts[i:i + b], want[i:i + b]
+        mul = pipe.text_tokens(p)
+        sem = np.asarray(sample_stage(pipe.semantic, jnp.repeat(mul, args.ns, 0), frames,
+                                      key=jax.random.fold_in(jax.random.key(0), i),
+                                      guidance=3.0))[..., 0].reshape(len(p), args.ns, frames)
+        if sem_reward is not None:
+            s = np.asarray(sem_reward([m for m in w for _ in range(args.ns)],
+                                      sem.reshape(-1, frames))).reshape(len(p), args.ns)
+            sem = sem[np.arange(len(p)), np.argmax(np.nan_to_num(s, nan=-1.0), 1)]
+        else:
+            sem = sem[:, 0]
+        sem_chosen.append(sem)
+        aco = sample_stage(pipe.acoustic, jnp.repeat(mul[:, :a_cfg.mulan_levels], na, 0),
+                           frames * a_cfg.cond_ratio,
+                           key=jax.random.fold_in(jax.random.key(1), i),
+                           cond_bt=jnp.repeat(jnp.asarray(sem), na, 0), guidance=3.0)
+        wav = np.asarray(_decode_codes(pipe.codec, aco))
+        est.append(np.array([key_from_chroma(mean_chroma(x))[1] for x in wav]).reshape(-1, na))
+        rep = [m for m in w for _ in range(na)]
+        for spec, r in aco_rewards.items():
+            scores[spec].append(np.asarray(r(rep, np.asarray(aco)), np.float64).reshape(-1, na))
+    est = np.concatenate(est)
+    scores = {k: np.concatenate(v) for k, v in scores.items()}
+    print(f"sampled and decoded in {time.time() - t0:.0f} s", flush=True)
+
+    other = ~np.eye(len(rows), dtype=bool)
+
+    def measure(e: np.ndarray) -> dict[str, float]:
+        acc = float(np.mean(e == label))
+        chance = float(np.mean((e[:, None] == label[None, :])[other]))
+        return {"mode_acc": acc, "chance": chance, "ratio": acc / chance,
+                "estimated_minor": float(np.mean(e == "minor"))}
+
+    idx = np.arange(len(rows))
+    want = np.array(want)
+    flip = {"major": "minor", "minor": "major"}
+    flip = np.vectorize(flip.get)
+    res: dict[str, dict[str, dict[str, float]]] = {}
+    every = [measure(est[:, j]) for j in range(na)]
+    res["random rendering (mean over all)"] = {
+        str(k): {key: float(np.mean([m[key] for m in every])) for key in every[0]} for k in nas}
+    for spec, sc in scores.items():
+        res[spec] = {}
+        for k in nas:
+            pick = np.argmax(sc[:, :k], 1)
+            model_says = np.where(sc[idx, pick] >= 0.5, want, flip(want))
+            res[spec][str(k)] = measure(est[idx, pick]) | {
+                "reward_of_chosen": float(np.mean(sc[idx, pick])),
+                "estimator_agrees_with_model": float(np.mean(est[idx, pick] == model_says))}
+    print(f"\n{len(rows)} captions; stage S × {args.ns} "
+          f"({args.semantic_mode if args.ns > 1 else 'no selection'}), γ = 3\n")
+    print("| stage-A selection | N_A | mode vs label | chance | ratio | estimated minor |\n"
+          "|---|---|---|---|---|---|")
+    for name, by_n in res.items():
+        for k in nas:
+            v = by_n[str(k)]
+            print(f"| {name} | {k} | {v['mode_acc']:.3f} | {v['chance']:.3f} | "
+                  f"{v['ratio']:.2f}× | {v['estimated_minor']:.2f} |")
+    if args.json:
+        from musicrl.atomic import write_text_atomic
+
+        write_text_atomic(Path(args.json), json.dumps(
+            {"bundle": args.bundle, "split": args.split, "prompts": len(rows), "ns": args.ns,
+             "semantic_mode": args.semantic_mode if args.ns > 1 else None, "nas": nas,
+             "result": res, "seconds": round(time.time() - t0, 1)}, indent=2))
+    if args.plot:
+        from training.recipes.mode_selection import plot_curves
+
+        plot_curves({k: v for k, v in res.items()}, nas, args.plot,
+                    f"mode by stage-A selection after stage S × {args.ns} ({args.split}, "
+                    f"{len(rows)} captions)", xlabel="stage-A renderings N_A")
+
+
+if __name__ == "__main__":
+    main()
