@@ -224,21 +224,17 @@ class Pipeline:
         if best_of > 1 and int(self.mulan.cfg.sample_rate) != self.sample_rate:
             raise GenerationError(f"best_of needs MuLan at the codec's rate "
                                   f"({self.mulan.cfg.sample_rate} vs {self.sample_rate} Hz)")
-        if not isinstance(semantic_best_of, (int, np.integer)) or \
-                not 1 <= semantic_best_of <= MAX_BEST_OF:
-            raise GenerationError(f"semantic_best_of={semantic_best_of!r}: use a whole number "
-                                  f"from 1 to {MAX_BEST_OF}")
-        if semantic_best_of > 1 and semantic_score is None:
-            raise GenerationError("semantic_best_of > 1 needs semantic_score, the reward that "
-                                  "ranks stage S's candidates (e.g. rewards.tempo.TempoReward)")
-        if not isinstance(acoustic_best_of, (int, np.integer)) or \
-                not 1 <= acoustic_best_of <= MAX_BEST_OF:
-            raise GenerationError(f"acoustic_best_of={acoustic_best_of!r}: use a whole number "
-                                  f"from 1 to {MAX_BEST_OF}")
-        if acoustic_best_of > 1 and acoustic_score is None:
-            raise GenerationError("acoustic_best_of > 1 needs acoustic_score, the reward that "
-                                  "ranks stage A's candidates (e.g. rewards.mode.ModeReward on "
-                                  "codec tokens)")
+        for stage, n, score, example in (
+                ("semantic", semantic_best_of, semantic_score, "rewards.tempo.TempoReward"),
+                ("acoustic", acoustic_best_of, acoustic_score,
+                 "rewards.mode.ModeReward on codec tokens")):
+            if not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_BEST_OF:
+                raise GenerationError(f"{stage}_best_of={n!r}: use a whole number from 1 to "
+                                      f"{MAX_BEST_OF}")
+            if n > 1 and score is None:
+                raise GenerationError(f"{stage}_best_of > 1 needs {stage}_score, the reward "
+                                      f"that ranks stage {stage[0].upper()}'s candidates "
+                                      f"(e.g. {example})")
         rows = [p for p in prompts for _ in range(int(best_of))]
         prompts = rows
         n_s, n_a = int(semantic_best_of), int(acoustic_best_of)
