@@ -432,8 +432,7 @@ class SystemRegistry:
                 except Exception as e:
                     raise SystemUnavailable(f"system {spec.name!r}: cannot load the {kind} "
                                             f"model at {folder}: {e}") from e
-                levels = getattr(getattr(self._rewards[key], "model", None), "cfg", None)
-                levels = getattr(levels, "levels", 0)
+                levels = 0 if kind == "tempo" else self._rewards[key].model.cfg.levels
                 if kind != "tempo" and bool(levels) != (kind == "acoustic mode"):
                     del self._rewards[key]
                     raise SystemUnavailable(
