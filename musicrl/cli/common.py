@@ -115,6 +115,24 @@ def acoustic_scorer_label(args: argparse.Namespace) -> str:
             + (", min" if args.acoustic_mode_combine == "min" else "") + ")")
 
 
+def _load_reward(flag: str, kind: str, folder: str, combine: str, train: str):
+    """The ``kind`` reward ("tempo" or "mode") in ``folder``, or a UserError naming ``flag``
+    and how to train one (``train``)."""
+    from pathlib import Path
+
+    if not Path(folder).is_dir():
+        raise UserError(f"{flag} {folder}: no {kind} model there; train one with `{train}` "
+                        "or pass its weights folder")
+    from rewards.mode import ModeError, ModeReward
+    from rewards.tempo import TempoError, TempoReward
+
+    cls, error = {"tempo": (TempoReward, TempoError), "mode": (ModeReward, ModeError)}[kind]
+    try:
+        return cls(folder, combine=combine)
+    except error as e:
+        raise UserError(str(e)) from None
+
+
 def acoustic_scorer(args: argparse.Namespace):
     """The stage-A scorer ``--acoustic-best-of`` asks for, or None."""
     folder = args.acoustic_mode_reward
@@ -123,21 +141,12 @@ def acoustic_scorer(args: argparse.Namespace):
             raise UserError("--acoustic-mode-reward ranks stage A's renderings: give "
                             "--acoustic-best-of N (N ≥ 2) too")
         return None
-    from pathlib import Path
-
     if not folder:
         raise UserError("--acoustic-best-of needs --acoustic-mode-reward DIR, the mode model on "
                         "codec tokens that ranks the renderings (`musicrl train mode --preset "
                         "small-acoustic`)")
-    if not Path(folder).is_dir():
-        raise UserError(f"--acoustic-mode-reward {folder}: no mode model there; train one with "
-                        "`musicrl train mode --preset small-acoustic` or pass its weights folder")
-    from rewards.mode import ModeError, ModeReward
-
-    try:
-        reward = ModeReward(folder, combine=args.acoustic_mode_combine)
-    except ModeError as e:
-        raise UserError(str(e)) from None
+    reward = _load_reward("--acoustic-mode-reward", "mode", folder, args.acoustic_mode_combine,
+                          "musicrl train mode --preset small-acoustic")
     if not reward.model.cfg.levels:
         raise UserError(f"--acoustic-mode-reward {folder} reads semantic tokens, not codec "
                         "tokens: pass it to --mode-reward (stage S), or train a codec-token "
@@ -150,29 +159,18 @@ def semantic_scorer(args: argparse.Namespace):
     rewards/)."""
     if args.semantic_best_of <= 1:
         return None
-    from pathlib import Path
-
     if args.tempo == "none" and args.mode_reward in ("", "none"):
         raise UserError("--tempo none leaves --semantic-best-of nothing to select by: pass "
                         "--mode-reward DIR, or a tempo model")
     from rewards.combine import ProductScore
-    from rewards.mode import ModeError, ModeReward
-    from rewards.tempo import TempoError, TempoReward
 
-    wanted = [("--tempo", "tempo", args.tempo, args.tempo_combine, TempoReward, TempoError),
-              ("--mode-reward", "mode", args.mode_reward, args.mode_combine, ModeReward,
-               ModeError)]
     scores = []
-    for flag, kind, folder, combine, cls, error in wanted:
+    for flag, kind, folder, combine in (("--tempo", "tempo", args.tempo, args.tempo_combine),
+                                        ("--mode-reward", "mode", args.mode_reward,
+                                         args.mode_combine)):
         if not folder or folder == "none":
             continue
-        if not Path(folder).is_dir():
-            raise UserError(f"{flag} {folder}: no {kind} model there; train one with "
-                            f"`musicrl train {kind}` or pass its weights folder")
-        try:
-            scores.append(cls(folder, combine=combine))
-        except error as e:
-            raise UserError(str(e)) from None
+        scores.append(_load_reward(flag, kind, folder, combine, f"musicrl train {kind}"))
         if kind == "mode" and scores[-1].model.cfg.levels:
             raise UserError(f"--mode-reward {folder} reads codec tokens (stage A's output): "
                             "pass it to --acoustic-mode-reward with --acoustic-best-of N")

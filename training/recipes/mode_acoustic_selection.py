@@ -2,7 +2,8 @@
 
     python training/recipes/mode_acoustic_selection.py BUNDLE --model DIR[@min] [...]
         [--root data/small] [--split valid] [--ns 8] [--semantic-mode assets/small/mode@min]
-        [--na 4] [--json out.json] [--plot out.png]
+        [--na 4] [--json out.json] [--plot out.png] [--rows rows.npz]
+    python training/recipes/mode_acoustic_selection.py --from-rows rows.npz [--json …] [--plot …]
 
 Stage-S selection by the semantic-token mode model reached the ceiling stage A leaves it
 (docs/generator.md "Mode by stage-S selection": 1.15× at N = 8 on valid, against 1.17×
@@ -17,7 +18,10 @@ first), stage A renders that one ``max(--na)`` times (γ = 3), every rendering i
 and the evaluation's chroma-template key estimator (which no reward saw) reads its mode.
 Each ``--model`` then keeps, among the first N_A renderings, the one most surely in the
 caption's mode. Printed beside N_A = 1 (the first rendering), the mean over all renderings
-(what a random pick gets on average) and permutation chance.
+(what a random pick gets on average) and permutation chance, with the gain over a random
+rendering as a paired bootstrap over prompts (mean and 95 % interval): the same renderings
+are ranked by every model, so the comparison is paired. ``--rows`` saves the per-rendering
+estimates and scores; ``--from-rows`` re-reads them without sampling again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,31 +37,10 @@ import numpy as np
 from rewards.mode import mode_from_prompt
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("bundle")
-    ap.add_argument("--model", action="append", default=[], metavar="DIR[@min]", required=True,
-                    help="a codec-token mode model (musicrl train mode --preset small-acoustic) "
-                         "to rank stage A's renderings; DIR@min: an ensemble's least sure "
-                         "member; repeatable")
-    ap.add_argument("--root", default="data/small")
-    ap.add_argument("--split", default="valid", choices=("valid", "test"))
-    ap.add_argument("--ns", type=int, default=8, help="stage-S candidates (1: no selection)")
-    ap.add_argument("--semantic-mode", default="assets/small/mode@min", metavar="DIR[@min]",
-                    help="the semantic-token mode reward that picks among stage S's candidates")
-    ap.add_argument("--na", default="2,4", help="stage-A renderings to compare, comma-separated "
-                    "(N_A = 1 is always shown)")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--json", default="")
-    ap.add_argument("--plot", default="")
-    args = ap.parse_args()
-    try:
-        nas = sorted({1, *(int(x) for x in args.na.split(","))})
-        if nas[0] < 1 or args.ns < 1:
-            raise ValueError
-    except ValueError:
-        ap.error(f"--na {args.na!r} / --ns {args.ns}: whole numbers ≥ 1")
-
+def sample(args, nas):
+    """Stage S × ns (the semantic reward keeps one), stage A × max(nas), decode; returns the
+    chroma estimator's mode of every rendering [rows, na], the labels, the prompts' modes and
+    each model's score of every rendering [rows, na]."""
     import jax
     import jax.numpy as jnp
     from tqdm import tqdm
@@ -97,7 +81,6 @@ def main() -> None:
 
     est = []                                    # [rows, na] estimated mode of each rendering
     scores = {spec: [] for spec in aco_rewards}  # [rows, na]
-    sem_chosen = []
     for i in tqdm(range(0, len(rows), b), desc="stage S, stage A, decode"):
         p, w = prompts[i:i + b], want[i:i + b]
         mul = pipe.text_tokens(p)
@@ -110,7 +93,6 @@ def main() -> None:
             sem = sem[np.arange(len(p)), np.argmax(np.nan_to_num(s, nan=-1.0), 1)]
         else:
             sem = sem[:, 0]
-        sem_chosen.append(sem)
         aco = sample_stage(pipe.acoustic, jnp.repeat(mul[:, :a_cfg.mulan_levels], na, 0),
                            frames * a_cfg.cond_ratio,
                            key=jax.random.fold_in(jax.random.key(1), i),
@@ -124,7 +106,79 @@ def main() -> None:
     scores = {k: np.concatenate(v) for k, v in scores.items()}
     print(f"sampled and decoded in {time.time() - t0:.0f} s", flush=True)
 
-    other = ~np.eye(len(rows), dtype=bool)
+    return est, label, want, scores
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bundle", nargs="?", default="")
+    ap.add_argument("--model", action="append", default=[], metavar="DIR[@min]",
+                    help="a codec-token mode model (musicrl train mode --preset small-acoustic) "
+                         "to rank stage A's renderings; DIR@min: an ensemble's least sure "
+                         "member; repeatable")
+    ap.add_argument("--root", default="data/small")
+    ap.add_argument("--split", default="valid", choices=("valid", "test"))
+    ap.add_argument("--ns", type=int, default=8, help="stage-S candidates (1: no selection)")
+    ap.add_argument("--semantic-mode", default="assets/small/mode@min", metavar="DIR[@min]",
+                    help="the semantic-token mode reward that picks among stage S's candidates")
+    ap.add_argument("--na", default="2,4", help="stage-A renderings to compare, comma-separated "
+                    "(N_A = 1 is always shown)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--json", default="")
+    ap.add_argument("--plot", default="")
+    ap.add_argument("--rows", default="", metavar="FILE.npz",
+                    help="save each rendering's estimated mode and every model's score")
+    ap.add_argument("--from-rows", default="", metavar="FILE.npz",
+                    help="measure the renderings a --rows file saved (no sampling)")
+    args = ap.parse_args()
+    if not args.from_rows and not (args.bundle and args.model):
+        ap.error("give BUNDLE and at least one --model (or --from-rows FILE.npz)")
+    try:
+        nas = sorted({1, *(int(x) for x in args.na.split(","))})
+        if nas[0] < 1 or args.ns < 1:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--na {args.na!r} / --ns {args.ns}: whole numbers ≥ 1")
+
+    t0 = time.time()
+    if args.from_rows:
+        try:
+            z = np.load(args.from_rows, allow_pickle=False)
+            est, label, want = z["est"], z["label"], z["want"]
+            specs = [str(x) for x in z["specs"]]
+            scores = {spec: z[f"score_{j}"] for j, spec in enumerate(specs)}
+            meta = json.loads(str(z["meta"]))
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            raise SystemExit(f"--from-rows {args.from_rows}: not a rows file this recipe saved "
+                             f"({e})") from None
+        args.bundle, args.split, args.ns = meta["bundle"], meta["split"], meta["ns"]
+        args.semantic_mode = meta["semantic_mode"]
+        nas = sorted({k for k in nas if k <= est.shape[1]} | {est.shape[1]})
+    else:
+        est, label, want, scores = sample(args, nas)
+        if args.rows:
+            import io
+
+            from musicrl.atomic import write_bytes_atomic
+
+            buf = io.BytesIO()
+            np.savez_compressed(
+                buf, est=est, label=label, want=np.asarray(want), specs=np.array(list(scores)),
+                meta=json.dumps({"bundle": args.bundle, "split": args.split, "ns": args.ns,
+                                 "semantic_mode": args.semantic_mode if args.ns > 1 else None}),
+                **{f"score_{j}": v for j, v in enumerate(scores.values())})
+            write_bytes_atomic(Path(args.rows), buf.getvalue())
+    n_rows, na = est.shape
+    other = ~np.eye(n_rows, dtype=bool)
+    correct = est == label[:, None]              # [rows, na]
+    boot = np.random.default_rng(0).integers(0, n_rows, size=(2000, n_rows))
+
+    def gain(pick: np.ndarray) -> dict[str, float]:
+        """The picked rendering's accuracy minus a random rendering's, paired per prompt."""
+        d = correct[np.arange(n_rows), pick] - correct.mean(1)
+        means = d[boot].mean(1)
+        return {"gain_vs_random": float(d.mean()), "gain_lo95": float(np.quantile(means, 0.025)),
+                "gain_hi95": float(np.quantile(means, 0.975))}
 
     def measure(e: np.ndarray) -> dict[str, float]:
         acc = float(np.mean(e == label))
@@ -132,7 +186,7 @@ def main() -> None:
         return {"mode_acc": acc, "chance": chance, "ratio": acc / chance,
                 "estimated_minor": float(np.mean(e == "minor"))}
 
-    idx = np.arange(len(rows))
+    idx = np.arange(n_rows)
     want = np.array(want)
     flip = {"major": "minor", "minor": "major"}
     flip = np.vectorize(flip.get)
@@ -147,21 +201,24 @@ def main() -> None:
             model_says = np.where(sc[idx, pick] >= 0.5, want, flip(want))
             res[spec][str(k)] = measure(est[idx, pick]) | {
                 "reward_of_chosen": float(np.mean(sc[idx, pick])),
-                "estimator_agrees_with_model": float(np.mean(est[idx, pick] == model_says))}
-    print(f"\n{len(rows)} captions; stage S × {args.ns} "
+                "estimator_agrees_with_model": float(np.mean(est[idx, pick] == model_says))
+            } | gain(pick)
+    print(f"\n{n_rows} captions; stage S × {args.ns} "
           f"({args.semantic_mode if args.ns > 1 else 'no selection'}), γ = 3\n")
-    print("| stage-A selection | N_A | mode vs label | chance | ratio | estimated minor |\n"
-          "|---|---|---|---|---|---|")
+    print("| stage-A selection | N_A | mode vs label | chance | ratio | estimated minor | "
+          "gain vs a random rendering [95 % paired bootstrap] |\n|---|---|---|---|---|---|---|")
     for name, by_n in res.items():
         for k in nas:
             v = by_n[str(k)]
+            g = (f"{v['gain_vs_random']:+.3f} [{v['gain_lo95']:+.3f}, {v['gain_hi95']:+.3f}]"
+                 if "gain_vs_random" in v else "")
             print(f"| {name} | {k} | {v['mode_acc']:.3f} | {v['chance']:.3f} | "
-                  f"{v['ratio']:.2f}× | {v['estimated_minor']:.2f} |")
+                  f"{v['ratio']:.2f}× | {v['estimated_minor']:.2f} | {g} |")
     if args.json:
         from musicrl.atomic import write_text_atomic
 
         write_text_atomic(Path(args.json), json.dumps(
-            {"bundle": args.bundle, "split": args.split, "prompts": len(rows), "ns": args.ns,
+            {"bundle": args.bundle, "split": args.split, "prompts": n_rows, "ns": args.ns,
              "semantic_mode": args.semantic_mode if args.ns > 1 else None, "nas": nas,
              "result": res, "seconds": round(time.time() - t0, 1)}, indent=2))
     if args.plot:
@@ -169,7 +226,7 @@ def main() -> None:
 
         plot_curves({k: v for k, v in res.items()}, nas, args.plot,
                     f"mode by stage-A selection after stage S × {args.ns} ({args.split}, "
-                    f"{len(rows)} captions)", xlabel="stage-A renderings N_A")
+                    f"{n_rows} captions)", xlabel="stage-A renderings N_A")
 
 
 if __name__ == "__main__":
