@@ -1,23 +1,12 @@
 """The stage-A selection recipe's analysis, on saved rows (no sampling)."""
 
-import io
 import json
 import sys
 
 import numpy as np
 import pytest
 
-from musicrl.atomic import write_bytes_atomic
 from training.recipes import mode_acoustic_selection as recipe
-
-
-def _rows(path, est, label, want, scores):
-    buf = io.BytesIO()
-    np.savez_compressed(buf, est=est, label=label, want=want, specs=np.array(list(scores)),
-                        meta=json.dumps({"bundle": "b", "split": "valid", "ns": 8,
-                                         "semantic_mode": "m"}),
-                        **{f"score_{j}": v for j, v in enumerate(scores.values())})
-    write_bytes_atomic(path, buf.getvalue())
 
 
 def test_from_rows_measures_an_oracle_and_a_blind_ranker(tmp_path, monkeypatch):
@@ -29,7 +18,8 @@ def test_from_rows_measures_an_oracle_and_a_blind_ranker(tmp_path, monkeypatch):
     est[:, 1] = np.where(label == "major", "minor", "major")
     oracle = (est == label[:, None]).astype(float)    # scores the right one highest
     blind = np.tile(np.arange(1.0, na + 1), (n, 1))  # always the last
-    _rows(tmp_path / "rows.npz", est, label, label, {"oracle": oracle, "blind": blind})
+    recipe.save_rows(tmp_path / "rows.npz", est, label, label, {"oracle": oracle, "blind": blind},
+                     {"bundle": "b", "split": "valid", "ns": 8, "semantic_mode": "m"})
     monkeypatch.setattr(sys, "argv", ["x", "--from-rows", str(tmp_path / "rows.npz"),
                                       "--na", "2,4", "--json", str(tmp_path / "r.json")])
     recipe.main()

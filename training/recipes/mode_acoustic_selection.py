@@ -109,6 +109,27 @@ def sample(args, nas):
     return est, label, want, scores
 
 
+def save_rows(path: Path, est, label, want, scores: dict[str, np.ndarray], meta: dict) -> None:
+    """One .npz (written atomically) of every rendering's estimated mode [rows, na], the
+    labels and prompted modes [rows], each model's scores [rows, na] and how they were made."""
+    import io
+
+    from musicrl.atomic import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, est=est, label=label, want=np.asarray(want),
+                        specs=np.array(list(scores)), meta=json.dumps(meta),
+                        **{f"score_{j}": v for j, v in enumerate(scores.values())})
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def load_rows(path: Path):
+    """What :func:`save_rows` wrote: (est, label, want, scores, meta)."""
+    z = np.load(path, allow_pickle=False)
+    scores = {str(spec): z[f"score_{j}"] for j, spec in enumerate(z["specs"])}
+    return z["est"], z["label"], z["want"], scores, json.loads(str(z["meta"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle", nargs="?", default="")
@@ -143,11 +164,7 @@ def main() -> None:
     t0 = time.time()
     if args.from_rows:
         try:
-            z = np.load(args.from_rows, allow_pickle=False)
-            est, label, want = z["est"], z["label"], z["want"]
-            specs = [str(x) for x in z["specs"]]
-            scores = {spec: z[f"score_{j}"] for j, spec in enumerate(specs)}
-            meta = json.loads(str(z["meta"]))
+            est, label, want, scores, meta = load_rows(Path(args.from_rows))
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
             raise SystemExit(f"--from-rows {args.from_rows}: not a rows file this recipe saved "
                              f"({e})") from None
@@ -157,17 +174,9 @@ def main() -> None:
     else:
         est, label, want, scores = sample(args, nas)
         if args.rows:
-            import io
-
-            from musicrl.atomic import write_bytes_atomic
-
-            buf = io.BytesIO()
-            np.savez_compressed(
-                buf, est=est, label=label, want=np.asarray(want), specs=np.array(list(scores)),
-                meta=json.dumps({"bundle": args.bundle, "split": args.split, "ns": args.ns,
-                                 "semantic_mode": args.semantic_mode if args.ns > 1 else None}),
-                **{f"score_{j}": v for j, v in enumerate(scores.values())})
-            write_bytes_atomic(Path(args.rows), buf.getvalue())
+            save_rows(Path(args.rows), est, label, want, scores,
+                      {"bundle": args.bundle, "split": args.split, "ns": args.ns,
+                       "semantic_mode": args.semantic_mode if args.ns > 1 else None})
     n_rows, na = est.shape
     other = ~np.eye(n_rows, dtype=bool)
     correct = est == label[:, None]              # [rows, na]
