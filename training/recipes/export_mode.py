@@ -7,16 +7,14 @@ SRC is a weights folder or a work dir (``musicrl train mode … loop.workdir=…
 copy is written to a temporary folder first and scored beside the float32 one on the valid
 and test clips of ``--root`` (mode accuracy from the first 4 and 10 s of tokens, what
 ``musicrl eval mode`` reports), together with the largest change of P(mode) over those
-clips at the longest start, per member for an ensemble (what ``@min`` ranks by). DST is written (atomically)
-only when no bf16 accuracy is more than ``--tol`` below the float32 one; its meta.json keeps
-SRC's training record and adds both evaluations.
+clips at the longest start, per member for an ensemble (what ``@min`` ranks by). DST is
+written (atomically, by ``save_mode``) only when no bf16 accuracy is more than ``--tol``
+below the float32 one; its meta.json keeps SRC's training record and adds both evaluations.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -87,32 +85,18 @@ def _export(args: argparse.Namespace, seconds: list[float]) -> None:
             dp[split] = float(np.max(np.abs(_member_mode_probs(model, seqs, frames)
                                             - _member_mode_probs(half, seqs, frames))))
             print(f"{split}: largest |ΔP(mode)| of a member over {len(seqs)} clips at "
-                  f"{max(seconds):g} s: "
-                  f"{dp[split]:.4f}")
-        if worst > args.tol:
-            raise SystemExit(f"bf16 loses {worst:.4f} of mode accuracy (> --tol {args.tol}); "
-                             f"{args.dst} left as it was: keep the float32 weights")
-        m = json.loads((Path(tmp) / "m" / "meta.json").read_text())
-        m["eval_bf16_vs_f32"] = {"command": f"python training/recipes/export_mode.py {args.src} "
-                                 f"{args.dst} --root {args.root} --seconds {args.seconds}",
-                                 "by_split": evals, "max_abs_member_prob_change": dp,
-                                 "prob_change_at_seconds": max(seconds)}
-        if args.note:
-            m["note"] = args.note
-        (Path(tmp) / "m" / "meta.json").write_text(json.dumps(m, indent=2))
-        dst = Path(args.dst)
-        staged = dst.with_name(dst.name + ".export-tmp")
-        shutil.rmtree(staged, ignore_errors=True)
-        shutil.copytree(Path(tmp) / "m", staged)
-        if dst.exists():
-            old = dst.with_name(dst.name + ".export-old")
-            shutil.rmtree(old, ignore_errors=True)
-            dst.rename(old)
-            staged.rename(dst)
-            shutil.rmtree(old)
-        else:
-            staged.rename(dst)
-    print(f"wrote {dst} (bf16; largest accuracy drop {max(worst, 0.0):.4f})")
+                  f"{max(seconds):g} s: {dp[split]:.4f}")
+    if worst > args.tol:
+        raise SystemExit(f"bf16 loses {worst:.4f} of mode accuracy (> --tol {args.tol}); "
+                         f"{args.dst} left as it was: keep the float32 weights")
+    keep["eval_bf16_vs_f32"] = {"command": f"python training/recipes/export_mode.py {args.src} "
+                                f"{args.dst} --root {args.root} --seconds {args.seconds}",
+                                "by_split": evals, "max_abs_member_prob_change": dp,
+                                "prob_change_at_seconds": max(seconds)}
+    if args.note:
+        keep["note"] = args.note
+    save_mode(args.dst, model, keep, dtype=jnp.bfloat16)     # replaces the folder atomically
+    print(f"wrote {args.dst} (bf16; largest accuracy drop {max(worst, 0.0):.4f})")
 
 
 if __name__ == "__main__":
