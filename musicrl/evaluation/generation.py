@@ -41,7 +41,8 @@ import numpy as np
 from musicrl.atomic import write_text_atomic
 from musicrl.data.manifest import Clip
 
-__all__ = ["evaluate_generation", "format_table", "write_report", "permutation_chance"]
+__all__ = ["evaluate_generation", "format_table", "write_report", "permutation_chance",
+           "perfect_adherence"]
 
 
 def permutation_chance(pred: Sequence[Any], truth: Sequence[Any], match: Callable,
@@ -103,7 +104,11 @@ def _adherence(att: dict[str, np.ndarray], clips: Sequence[Clip],
                prompts: Sequence[str]) -> dict[str, Any]:
     """Estimates against labels, beside permutation chance. ``mode_named_in_prompt``: the
     prompts whose words name a mode ("minor", "melancholic", "bright", …) — the only ones
-    a system can follow; ``mode`` counts every labelled clip."""
+    a system can follow; ``mode`` counts every labelled clip.
+
+    ``perfect_ratio`` is the ratio a perfect system would reach — predictions equal to the
+    labels, scored against the same permutations: 1 / Σ_c p_c² for a categorical attribute
+    (≈ 2 for a balanced yes/no one), so a reader sees which "k × chance" targets exist."""
     from musicrl.data.captioning import mode_from_prompt
 
     lab = [c.labels for c in clips]
@@ -130,9 +135,22 @@ def _adherence(att: dict[str, np.ndarray], clips: Sequence[Clip],
             continue
         acc = float(np.mean([match(p, t) for p, t in zip(pred, truth, strict=False)]))
         ch = permutation_chance(pred, truth, match)
+        perfect = permutation_chance(truth, truth, match)
         out[name] = {"accuracy": acc, "chance": ch, "ratio": acc / max(ch, 1e-9),
-                     "n": len(truth)}
+                     "perfect_ratio": 1.0 / max(perfect, 1e-9), "n": len(truth)}
     return out
+
+
+def perfect_adherence(clips: Sequence[Clip], prompts: Sequence[str]) -> dict[str, Any]:
+    """The adherence table of a perfect system — estimates equal to the labels — for these
+    clips and prompts: what each "k × chance" target can be at most (``ratio`` =
+    ``perfect_ratio``). Needs labels only, no model."""
+    lab = [c.labels for c in clips]
+    att = {"mode": np.array([lb.get("mode") for lb in lab], dtype=object),
+           "tempo": np.array([float(lb["bpm"]) for lb in lab]),
+           "melody": np.array([lb.get("melody_family") for lb in lab], dtype=object),
+           "drums": np.array([bool(lb.get("drums")) for lb in lab])}
+    return _adherence(att, clips, prompts)
 
 
 def _mcc(mulan, prompts: list[str], wavs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -322,15 +340,22 @@ def format_table(rep: dict[str, Any]) -> str:
     attrs = list(rep["real"]["adherence"])
     lines += ["", "| attribute | " + " | ".join(
         f"{system_label(s)} acc (chance, ratio)" for s in rep["systems"].values())
-        + " | real clips acc |", "|---|" + "---|" * (len(rep["systems"]) + 1)]
+        + " | real clips acc (chance, ratio) | a perfect system's ratio |",
+        "|---|" + "---|" * (len(rep["systems"]) + 2)]
+
+    def cell(v: dict[str, Any] | None) -> str:
+        return f"{v['accuracy']:.3f} ({v['chance']:.3f}, {v['ratio']:.2f}×)" if v else "—"
+
     for a in attrs:
-        cells = []
-        for s in rep["systems"].values():
-            v = s["adherence"].get(a)
-            cells.append(f"{v['accuracy']:.3f} ({v['chance']:.3f}, {v['ratio']:.2f}×)" if v
-                         else "—")
-        lines.append(f"| {a} | " + " | ".join(cells)
-                     + f" | {rep['real']['adherence'][a]['accuracy']:.3f} |")
+        real = rep["real"]["adherence"][a]
+        perfect = f"{real['perfect_ratio']:.2f}×" if "perfect_ratio" in real else "—"
+        lines.append(f"| {a} | " + " | ".join(cell(s["adherence"].get(a))
+                                               for s in rep["systems"].values())
+                     + f" | {cell(real)} | {perfect} |")
+    if any("perfect_ratio" in v for v in rep["real"]["adherence"].values()):
+        lines += ["", "ratio = accuracy / chance, chance = the same predictions against "
+                      "permuted labels; a perfect system (predictions = labels) reaches "
+                      "1 / Σ p_c², about 2× for a balanced yes/no attribute"]
     if "diversity" in rep:
         d = rep["diversity"]
         lines += ["", f"diversity (γ={d['guidance']:g}, {d['prompts']} prompts × "
@@ -378,9 +403,13 @@ def write_report(rep: dict[str, Any], out: str | os.PathLike) -> Path:
     ax[2].bar(x + (len(systems) + 1) * w, [rep["real"]["adherence"][a]["accuracy"]
                                            for a in attrs], w, color="k", alpha=0.4,
               label="real clips")
+    twice = [2 * first["adherence"][a]["chance"] for a in attrs]
+    ax[2].hlines(twice, x - w / 2, x + 0.8 - w / 2, colors="C3", linestyles="--", lw=1,
+                 label="2× chance")
+    ax[2].axhline(1.0, color="k", lw=0.5)  # 2× chance above this line: no system can reach it
     ax[2].set_xticks(x + 0.4 - w / 2, [a.replace("_", "\n") for a in attrs], fontsize=7)
     ax[2].set_title("attribute adherence (independent estimators)")
-    ax[2].legend(fontsize=7)
+    ax[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(out / "generation.png", dpi=110)
     plt.close(fig)

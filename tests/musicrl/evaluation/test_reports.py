@@ -105,6 +105,41 @@ def test_generation_report_names_best_of_systems_and_flags_their_mcc(tmp_path):
     assert (tmp_path / "generation.png").stat().st_size > 1000
 
 
+def test_adherence_reports_what_a_perfect_system_would_reach():
+    """perfect_ratio = 1 / Σ p_c²: 2 for a balanced yes/no attribute, 4 for four balanced
+    classes — and the real clips' row of the table shows it beside their own ratio."""
+    from types import SimpleNamespace
+
+    from musicrl.evaluation.generation import _adherence, format_table
+
+    n = 400
+    fam = ["piano", "strings", "brass", "reed"]
+    labels = [{"mode": ("minor", "major")[i % 2], "bpm": 80.0 + 40 * (i % 2),
+               "melody_family": fam[i % 4], "drums": i % 2 == 0} for i in range(n)]
+    clips = [SimpleNamespace(labels=lb) for lb in labels]
+    truth = {"mode": np.array([lb["mode"] for lb in labels]),
+             "tempo": np.array([lb["bpm"] for lb in labels]),
+             "melody": np.array([lb["melody_family"] for lb in labels]),
+             "drums": np.array([lb["drums"] for lb in labels])}
+    out = _adherence(truth, clips, ["a waltz"] * n)
+    assert out["drums"]["perfect_ratio"] == pytest.approx(2.0, rel=0.05)
+    assert out["mode"]["perfect_ratio"] == pytest.approx(2.0, rel=0.05)
+    assert out["melody_family"]["perfect_ratio"] == pytest.approx(4.0, rel=0.05)
+    # predictions equal to the labels reach the perfect ratio exactly
+    assert out["drums"]["ratio"] == pytest.approx(out["drums"]["perfect_ratio"])
+    rnd = np.random.default_rng(0)
+    guess = dict(truth, drums=rnd.random(n) < 0.5)
+    assert _adherence(guess, clips, ["a waltz"] * n)["drums"]["ratio"] < 1.2
+    fad = {"mean": 90.0, "std": 2.0}
+    rep = {"prompts": n, "split": "test", "seconds": 10.0, "real": {"mcc": 0.7, "adherence": out},
+           "systems": {"cfg3": {"guidance": 3.0, "mcc": 0.5, "mcc_other_prompts": 0.0,
+                                "mcc_ratio_to_real": 0.7, "fad": fad, "adherence": out}}}
+    md = format_table(rep)
+    assert "a perfect system's ratio" in md
+    row = next(line for line in md.splitlines() if line.startswith("| drums |"))
+    assert row.rstrip(" |").endswith(f"{out['drums']['perfect_ratio']:.2f}×")
+
+
 def test_adherence_counts_mode_on_the_prompts_that_name_one():
     """``mode`` scores every labelled clip; ``mode_named_in_prompt`` only the prompts whose
     words name a mode, against the mode they name."""
