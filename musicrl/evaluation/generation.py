@@ -42,7 +42,7 @@ from musicrl.atomic import write_text_atomic
 from musicrl.data.manifest import Clip
 
 __all__ = ["evaluate_generation", "format_table", "write_report", "permutation_chance",
-           "perfect_adherence"]
+           "perfect_adherence", "eval_prompts"]
 
 
 def permutation_chance(pred: Sequence[Any], truth: Sequence[Any], match: Callable,
@@ -141,6 +141,18 @@ def _adherence(att: dict[str, np.ndarray], clips: Sequence[Clip],
     return out
 
 
+def eval_prompts(root: str | os.PathLike, split: str, max_prompts: int | None = None
+                 ) -> tuple[list[Clip], list[str]]:
+    """The captioned clips of ``split`` (every k-th down to ``max_prompts``) and one prompt
+    each, phrasings rotated: what ``evaluate_generation`` generates for and scores against."""
+    from musicrl.data.manifest import load_clips
+
+    clips = [c for c in load_clips(root, splits=[split]) if c.captions]
+    if max_prompts:
+        clips = clips[:: max(1, len(clips) // max_prompts)][:max_prompts]
+    return clips, [c.captions[i % len(c.captions)] for i, c in enumerate(clips)]
+
+
 def perfect_adherence(clips: Sequence[Clip], prompts: Sequence[str]) -> dict[str, Any]:
     """The adherence table of a perfect system — estimates equal to the labels — for these
     clips and prompts: what each "k × chance" target can be at most (``ratio`` =
@@ -216,12 +228,9 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
     from musicrl.evaluation.features import EMBEDDING_NAME, cached_features
 
     t_start = time.time()
-    clips = [c for c in load_clips(root, splits=[split]) if c.captions]
-    if max_prompts:
-        clips = clips[:: max(1, len(clips) // max_prompts)][:max_prompts]
+    clips, prompts = eval_prompts(root, split, max_prompts)
     if len(clips) < 10:
         raise ValueError(f"need at least 10 captioned {split} clips, found {len(clips)}")
-    prompts = [c.captions[i % len(c.captions)] for i, c in enumerate(clips)]
     sr = pipe.sample_rate
     n = int(round(seconds * sr))
     select = {"best_of": best_of, "semantic_best_of": semantic_best_of,

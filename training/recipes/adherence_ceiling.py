@@ -27,16 +27,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", default=None, help="write the table here")
     args = ap.parse_args(argv)
 
-    from musicrl.data.manifest import load_clips
-    from musicrl.evaluation.generation import perfect_adherence
+    from musicrl.evaluation.generation import eval_prompts, perfect_adherence
 
     if not Path(args.root).is_dir():
-        raise SystemExit(f"no corpus at {args.root}: build it with `musicrl data build --preset small` "
-                         "or pass --root")
-    clips = [c for c in load_clips(args.root, splits=[args.split]) if c.captions]
+        raise SystemExit(f"no corpus at {args.root}: build it with "
+                         "`musicrl data build --preset small` or pass --root")
+    clips, prompts = eval_prompts(args.root, args.split)
     if not clips:
         raise SystemExit(f"no captioned {args.split} clips under {args.root}")
-    prompts = [c.captions[i % len(c.captions)] for i, c in enumerate(clips)]
     perfect = perfect_adherence(clips, prompts)
     rep = None
     if args.report:
