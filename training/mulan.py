@@ -112,6 +112,13 @@ class MulanTrainConfig:
                                min=0.0, max=1000.0)
     keep_rvq: bool = opt(False, "keep the conditioning RVQ of init= instead of refitting it "
                                 "(tokens stay on the codebooks the generator's stages carry)")
+    music_standardize: int = opt(0, "before the first step, rescale the output layers of "
+                                    "the pitch-class and beat-period branches so that every "
+                                    "output dimension has mean 0 and std 1 over this many "
+                                    "train crops (a data-dependent init; exact through the "
+                                    "max over rotations): the branches then enter the "
+                                    "projection ~10x louder than they left init=; 0 = off",
+                                 min=0)
 
 
 register_presets(MulanTrainConfig, {
@@ -165,22 +172,25 @@ def train_step(model: Mulan, optimizer: nnx.Optimizer, ids: jax.Array, mask: jax
 def init_from(model: Mulan, init_model: Mulan) -> list[str]:
     """Copies ``init_model``'s parameters and conditioning codebooks into ``model``.
 
-    The configs must match except that ``model`` may add the music-feature branches or the
-    numeric text features: those keep their fresh initialization (the numeric projection
-    is zero) and the new input rows of ``audio_proj`` start at zero, so the grown model
-    computes exactly the embeddings of ``init_model`` until training moves them. Returns
-    the names of the parameters that were not copied.
+    The configs must match except that ``model`` may add the music-feature branches, their
+    output normalization or the numeric text features: those keep their fresh
+    initialization (the numeric projection is zero) and the new input rows of
+    ``audio_proj`` start at zero, so a model grown by branches or numeric features
+    computes exactly the embeddings of ``init_model`` until training moves them (added
+    normalization does not: it rescales the branches' outputs from the first step, which
+    is its purpose). Returns the names of the parameters that were not copied.
     """
     a, b = to_dict(model.cfg), to_dict(init_model.cfg)
     grown = {"music_features", "music_width"}
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     music_diff = [k for k in diff if k in grown]
-    bad = [k for k in diff if k not in grown and
-           not (k == "numeric_features" and a.get(k) and not b.get(k))]
+    added = {"numeric_features", "music_norm"}   # switched on here, off in the init weights
+    bad = [k for k in diff if k not in grown and not (k in added and a.get(k) and not b.get(k))]
     if bad or (b.get("music_features") and music_diff):
         raise ValueError(f"init: the weights were trained with another model config ({', '.join(diff)} "
                          "differ); pass the same model.* settings (only the music-feature "
-                         "branches or the numeric text features may be added)")
+                         "branches, their normalization or the numeric text features may "
+                         "be added)")
     old = {p: v.get_value() for p, v in nnx.to_flat_state(nnx.state(init_model, nnx.Param))}
     items, fresh = [], []
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
@@ -309,6 +319,44 @@ def _fixed_crops(root: str, clips, n: int, seed: int, per_clip: int = 1) -> np.n
                      for c in clips for _ in range(per_clip)])
 
 
+def standardize_music_branches(model: Mulan, wav_bn: np.ndarray, batch: int = 32
+                               ) -> dict[str, float]:
+    """Folds a per-dimension standardization into the branches' output layers.
+
+    Each branch ends in a linear layer (``chroma_out``, ``tempo_out``); the pitch-class
+    branch then takes a max over the 12 rotations, which commutes with a positive scale
+    and a shift. So rescaling those layers' columns by ``1/std`` and shifting their bias
+    by ``-mean/std`` (both measured on ``wav_bn``) makes each output dimension of both
+    branches zero-mean and unit-std over these crops. ``audio_proj`` is left as it is, so
+    the branches' contribution to the embedding grows by the same factor. Returns the mean
+    per-dimension std of each branch before.
+    """
+    music = model.audio.music
+    if music is None:
+        raise ValueError("music_standardize needs the music-feature branches "
+                         "(model.music_features=true)")
+    if music.pitch_out_norm is not None:
+        raise ValueError("music_standardize and model.music_norm=true both rescale the "
+                         "branches' outputs: choose one")
+    cfg = model.cfg
+    feats = []
+    for i in range(0, len(wav_bn), batch):
+        x = jnp.asarray(wav_bn[i:i + batch])
+        feats.append(np.asarray(music(x, model.audio._mel(x), cfg.sample_rate, cfg.hop)))
+    f = np.concatenate(feats).astype(np.float64)
+    w = cfg.music_width
+    before = {}
+    for name, layer, part in (("pitch", music.chroma_out, f[:, :w]),
+                              ("tempo", music.tempo_out, f[:, w:])):
+        mean, std = part.mean(0), np.maximum(part.std(0), 1e-6)
+        before[f"{name}_std_before"] = float(std.mean())
+        kernel = np.asarray(layer.kernel[...], np.float64) / std
+        bias = (np.asarray(layer.bias[...], np.float64) - mean) / std
+        layer.kernel[...] = jnp.asarray(kernel, layer.kernel[...].dtype)
+        layer.bias[...] = jnp.asarray(bias, layer.bias[...].dtype)
+    return before
+
+
 def _valid_pairs(cfg: MulanTrainConfig) -> tuple[np.ndarray, list[str]] | None:
     """Fixed crops [N, n] and first captions of up to ``eval_clips`` captioned valid clips."""
     from musicrl.data.manifest import load_clips
@@ -404,6 +452,15 @@ def train_mulan(cfg: MulanTrainConfig, progress: bool = True,
     elif cfg.freeze_text or cfg.freeze_audio:
         raise ValueError("freeze_text/freeze_audio keep one tower and the conditioning RVQ of "
                          "a trained model: pass init=<MuLan weights folder>")
+    if cfg.music_standardize:   # a checkpoint in loop.workdir, if any, overwrites this
+        pick = np.random.default_rng(cfg.loop.seed + 7).permutation(len(train_clips))
+        crops = _fixed_crops(cfg.data_root, [train_clips[i] for i in
+                                             np.sort(pick[: cfg.music_standardize])],
+                             cfg.model.crop_samples, seed=cfg.loop.seed + 7)
+        before = standardize_music_branches(model, crops)
+        print("music branches standardized on "
+              f"{len(crops)} train crops (per-dimension std before: "
+              + ", ".join(f"{k.split('_')[0]} {v:.3f}" for k, v in before.items()) + ")")
     optimizer = make_optimizer(model, cfg)
     crop = cfg.model.crop_samples
     loader = make_loader(LoaderConfig(root=cfg.data_root, split="train",

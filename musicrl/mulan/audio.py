@@ -35,8 +35,8 @@ class AudioTower(nnx.Module):
                                    cfg.audio_depth, cfg.mlp_ratio, cfg.audio_kernel,
                                    in_kernel=3, rngs=rngs)
         # Optional pitch-class and beat-period branches (musicrl.mulan.features).
-        self.music = (MusicFeatures(cfg.music_width, rngs=rngs) if cfg.music_features
-                      else None)
+        self.music = (MusicFeatures(cfg.music_width, norm=cfg.music_norm, rngs=rngs)
+                      if cfg.music_features else None)
 
     @property
     def out_dim(self) -> int:

@@ -29,6 +29,9 @@ class MulanConfig:
     music_features: bool = opt(False, "add the pitch-class (chroma) and beat-period (onset "
                                       "autocorrelation) branches to the audio tower")
     music_width: int = opt(64, "width of each music-feature branch", min=4)
+    music_norm: bool = opt(False, "layer-normalize each music-feature branch's output, so "
+                                  "that it enters the projection at the scale of the "
+                                  "ConvNeXt pool (docs/mulan.md \"Normalized branches\")")
     # text tower
     vocab_size: int = opt(2048, "subword vocabulary (byte-level BPE: at least 300)",
                           min=300, max=65_536)
@@ -46,6 +49,8 @@ class MulanConfig:
     rvq_decay: float = opt(0.99, "EMA decay of the conditioning codebooks", min=0.0, max=1.0)
 
     def check(self) -> str | None:
+        if self.music_norm and not self.music_features:
+            return "music_norm=true normalizes the music-feature branches: set music_features=true"
         if self.text_width % self.text_heads:
             return f"text_width={self.text_width} must be a multiple of text_heads={self.text_heads}"
         return None

@@ -80,7 +80,7 @@ def onset_autocorrelation(log_mel_btm: jax.Array) -> jax.Array:
 class MusicFeatures(nnx.Module):
     """(waveform, its 50 Hz log-mel) → [b, 2·width] pitch-class + beat-period features."""
 
-    def __init__(self, width: int, *, rngs: nnx.Rngs):
+    def __init__(self, width: int, *, norm: bool = False, rngs: nnx.Rngs):
         self.width = width
         self.chroma_in = nnx.Linear(12, width, rngs=rngs)
         self.chroma_out = nnx.Linear(width, width, rngs=rngs)
@@ -88,6 +88,11 @@ class MusicFeatures(nnx.Module):
         self.tempo_norm = nnx.LayerNorm(lags, rngs=rngs)
         self.tempo_in = nnx.Linear(lags, width, rngs=rngs)
         self.tempo_out = nnx.Linear(width, width, rngs=rngs)
+        # Optional LayerNorm of each branch's output: unnormalized, the pitch-class
+        # branch varies ~6x less than the ConvNeXt pool and its mode signal is lost in
+        # the projection (docs/mulan.md "Mode twins").
+        self.pitch_out_norm = nnx.LayerNorm(width, rngs=rngs) if norm else None
+        self.tempo_out_norm = nnx.LayerNorm(width, rngs=rngs) if norm else None
 
     def __call__(self, wav_bn: jax.Array, log_mel_btm: jax.Array, sr: int, hop: int
                  ) -> jax.Array:
@@ -97,4 +102,6 @@ class MusicFeatures(nnx.Module):
         pitch = jnp.max(h, axis=1)                                              # [b, d]
         ac = onset_autocorrelation(log_mel_btm)
         tempo = self.tempo_out(jax.nn.gelu(self.tempo_in(self.tempo_norm(ac))))
+        if self.pitch_out_norm is not None:
+            pitch, tempo = self.pitch_out_norm(pitch), self.tempo_out_norm(tempo)
         return jnp.concatenate([pitch, tempo], axis=-1)

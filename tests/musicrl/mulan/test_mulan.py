@@ -359,3 +359,62 @@ def test_evaluate_mulan_end_to_end_on_the_tiny_corpus(trained):
     assert rep["pool"] == len([c for c in clips if c.captions])
     table = format_table(rep)
     assert "mode flipped" in table and "zero-shot attribute" in table
+
+
+def test_normalized_music_branches_grow_from_init_at_unit_scale(tiny_model):
+    """music_norm=true: each branch's output is layer-normalized (zero mean, unit variance
+    per clip), every other weight is copied from an init model without it, and the config
+    refuses the normalization without the branches."""
+    m0 = tiny_model
+    cfg = dataclasses.replace(m0.cfg, music_norm=True)
+    grown = Mulan(cfg, m0.tokenizer, rngs=nnx.Rngs(5, vq=6))
+    fresh = init_from(grown, m0)
+    assert sorted(fresh) == ["audio/music/pitch_out_norm/bias", "audio/music/pitch_out_norm/scale",
+                             "audio/music/tempo_out_norm/bias", "audio/music/tempo_out_norm/scale"]
+    np.testing.assert_array_equal(np.asarray(grown.audio_proj.kernel[...]),
+                                  np.asarray(m0.audio_proj.kernel[...]))
+    wav = jnp.asarray(np.random.default_rng(2).normal(0, 0.1, (3, cfg.crop_samples)), jnp.float32)
+    feats = np.asarray(grown.audio(wav))
+    w, d = cfg.music_width, cfg.audio_width
+    for branch in (feats[:, d:d + w], feats[:, d + w:]):
+        np.testing.assert_allclose(branch.mean(-1), 0.0, atol=1e-4)
+        np.testing.assert_allclose(branch.std(-1), 1.0, atol=5e-2)
+    np.testing.assert_array_equal(feats[:, :d], np.asarray(m0.audio(wav))[:, :d])
+    e = np.asarray(grown.embed_audio(wav))
+    np.testing.assert_allclose(np.linalg.norm(e, axis=-1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="music_features=true"):
+        resolve(MulanConfig, "tiny", ["music_features=false", "music_norm=true"])
+    with pytest.raises(ValueError, match="another model config"):
+        init_from(m0, grown)    # dropping the normalization is not a growth
+
+
+def test_standardizing_the_music_branches_is_exact_through_the_rotation_max(tiny_model):
+    """music_standardize: the branches' outputs on the calibration crops come out with mean
+    0 and std 1 per dimension (the fold into chroma_out commutes with the max over the 12
+    rotations), the ConvNeXt part is untouched, and the LayerNorm option is refused."""
+    from training.mulan import standardize_music_branches
+
+    m = Mulan(tiny_model.cfg, tiny_model.tokenizer, rngs=nnx.Rngs(3, vq=4))
+    cfg = m.cfg
+    t = np.arange(cfg.crop_samples) / cfg.sample_rate
+    rng = np.random.default_rng(0)
+    wav = np.stack([0.3 * np.sin(2 * np.pi * f * t) * (1 + np.sin(2 * np.pi * b * t))
+                    + rng.normal(0, 0.01, t.shape)
+                    for f, b in zip(rng.uniform(100, 800, 24), rng.uniform(0.5, 4, 24),
+                                    strict=True)]
+                   ).astype(np.float32)
+    conv_before = np.asarray(m.audio(jnp.asarray(wav)))[:, :cfg.audio_width]
+    before = standardize_music_branches(m, wav, batch=10)
+    assert set(before) == {"pitch_std_before", "tempo_std_before"}
+    feats = np.asarray(m.audio(jnp.asarray(wav)), np.float64)
+    music = feats[:, cfg.audio_width:]
+    np.testing.assert_allclose(music.mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(music.std(0), 1.0, atol=1e-2)
+    np.testing.assert_array_equal(feats[:, :cfg.audio_width], conv_before)
+    normed = Mulan(dataclasses.replace(cfg, music_norm=True), m.tokenizer, rngs=nnx.Rngs(3, vq=4))
+    with pytest.raises(ValueError, match="choose one"):
+        standardize_music_branches(normed, wav)
+    plain = Mulan(dataclasses.replace(cfg, music_features=False), m.tokenizer,
+                  rngs=nnx.Rngs(3, vq=4))
+    with pytest.raises(ValueError, match="music_features=true"):
+        standardize_music_branches(plain, wav)
