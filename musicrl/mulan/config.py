@@ -77,8 +77,8 @@ register_presets(MulanConfig, {
                         vocab_size=320, max_text_len=32, text_width=32, text_depth=1,
                         text_heads=2, rvq_codebook_size=8, rvq_decay=0.9,
                         music_features=True, music_width=8),
-    # The committed small model was trained without the music-feature branches (they are
-    # opt-in: model.music_features=true; not yet measured at this size).
+    # The branches are opt-in (model.music_features=true, model.numeric_features=true): the
+    # committed small model (C+t, docs/mulan.md) grew them in finetunes of a model without.
     "small": MulanConfig(),
     "base": MulanConfig(crop_seconds=10.0, n_mels=128, audio_width=512, audio_depth=12,
                         vocab_size=8192, max_text_len=96, text_width=512, text_depth=8,
