@@ -8,9 +8,11 @@ against the BPM the prompt states; ``tempo_combine``: ``"min"`` scores an ensemb
 ``assets/small/tempo-ensemble`` by its least sure member; ``mode_reward``: also by the mode
 reward model in that folder, read against the mode the prompt names — the score is the
 product of the two probabilities, or the mode's alone with ``"tempo": "none"``;
-``mode_combine`` as ``tempo_combine``; ``acoustic_best_of`` with ``acoustic_mode_reward``: keep
-the best of N stage-A renderings by a mode model on codec tokens, ``acoustic_mode_combine``
-as ``mode_combine``), under a name.
+``mode_combine`` as ``tempo_combine``; ``acoustic_best_of`` with ``acoustic_mode_reward``
+and/or ``acoustic_tempo_reward``: keep the best of N stage-A renderings by a mode model on
+codec tokens, by a tempo model read from each rendering's re-tokenized audio, or by their
+product, ``acoustic_mode_combine`` / ``acoustic_tempo_combine`` as ``mode_combine``), under a
+name.
 Systems are listed in a JSON or TOML file::
 
     {"systems": [
@@ -104,6 +106,8 @@ class SystemSpec:
     acoustic_best_of: int = 1
     acoustic_mode_reward: str = ""
     acoustic_mode_combine: str = "mean"
+    acoustic_tempo_reward: str = ""
+    acoustic_tempo_combine: str = "mean"
     factory: str | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     description: str = ""
@@ -125,9 +129,11 @@ class SystemSpec:
                     out["mode_combine"] = self.mode_combine
         if self.acoustic_best_of > 1:
             out["acoustic_best_of"] = self.acoustic_best_of
-            out["acoustic_mode_reward"] = self.acoustic_mode_reward
-            if self.acoustic_mode_combine != "mean":
-                out["acoustic_mode_combine"] = self.acoustic_mode_combine
+            for kind in ("mode", "tempo"):
+                if folder := getattr(self, f"acoustic_{kind}_reward"):
+                    out[f"acoustic_{kind}_reward"] = folder
+                    if (combine := getattr(self, f"acoustic_{kind}_combine")) != "mean":
+                        out[f"acoustic_{kind}_combine"] = combine
         out.update(overrides)
         return out
 
@@ -192,7 +198,8 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
         raise SystemConfigError(f"{where}: tempo must be the folder of a tempo reward model, "
                                 f"got {tempo!r}")
     combines = {}
-    for key in ("tempo_combine", "mode_combine", "acoustic_mode_combine"):
+    for key in ("tempo_combine", "mode_combine", "acoustic_mode_combine",
+                "acoustic_tempo_combine"):
         combines[key] = entry.get(key, "mean")
         if combines[key] not in ("mean", "min"):
             raise SystemConfigError(f"{where}: {key} must be 'mean' (an ensemble's mean "
@@ -205,13 +212,15 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
     if tempo == "none" and not mode_reward:
         raise SystemConfigError(f"{where}: tempo 'none' leaves semantic_best_of nothing to "
                                 "select by; give mode_reward, or a tempo folder")
-    aco_reward = entry.get("acoustic_mode_reward", "")
-    if not isinstance(aco_reward, str) or (counts["acoustic_best_of"] > 1) != bool(aco_reward):
+    aco = {k: entry.get(k, "") for k in ("acoustic_mode_reward", "acoustic_tempo_reward")}
+    if (not all(isinstance(v, str) for v in aco.values())
+            or (counts["acoustic_best_of"] > 1) != any(aco.values())):
         raise SystemConfigError(f"{where}: acoustic_best_of > 1 and acoustic_mode_reward (the "
                                 "folder of a mode model on codec tokens, `musicrl train mode "
-                                "--preset small-acoustic`) go together; got acoustic_best_of="
-                                f"{counts['acoustic_best_of']!r}, acoustic_mode_reward="
-                                f"{aco_reward!r}")
+                                "--preset small-acoustic`) or acoustic_tempo_reward (a tempo "
+                                "model, e.g. assets/small/tempo-ensemble) go together; got "
+                                f"acoustic_best_of={counts['acoustic_best_of']!r}, "
+                                + ", ".join(f"{k}={v!r}" for k, v in aco.items()))
     options = entry.get("options", {})
     if not isinstance(options, Mapping):
         raise SystemConfigError(f"{where}: options must be a table/object")
@@ -222,8 +231,10 @@ def _parse_spec(entry: Any, k: int) -> SystemSpec:
                       tempo=tempo, tempo_combine=combines["tempo_combine"],
                       mode_reward=mode_reward, mode_combine=combines["mode_combine"],
                       acoustic_best_of=counts["acoustic_best_of"],
-                      acoustic_mode_reward=aco_reward,
+                      acoustic_mode_reward=aco["acoustic_mode_reward"],
                       acoustic_mode_combine=combines["acoustic_mode_combine"],
+                      acoustic_tempo_reward=aco["acoustic_tempo_reward"],
+                      acoustic_tempo_combine=combines["acoustic_tempo_combine"],
                       factory=entry.get("factory"), options=dict(options),
                       description=str(entry.get("description", "")))
 
@@ -412,43 +423,56 @@ class SystemRegistry:
         return pipe
 
     def _reward(self, spec: SystemSpec, kind: str, folder: str, combine: str) -> Any:
-        """The ``kind`` ("tempo" or "mode") reward in ``folder``, loaded once (the app may
-        reach rewards/)."""
-        key = (kind, folder, combine)
+        """The ``kind`` ("tempo", "mode", "acoustic mode" or "acoustic tempo") reward in
+        ``folder``, loaded once (the app may reach rewards/). "acoustic tempo" reads the tempo
+        of decoded audio through the system's own semantic tokenizer and codec."""
+        key = (kind, folder, combine) + ((spec.weights,) if kind == "acoustic tempo" else ())
         with self._lock:
             if key not in self._rewards:
-                if kind == "tempo":
+                if kind.endswith("tempo"):
                     from rewards.tempo import TempoReward as cls
                 else:
                     from rewards.mode import ModeReward as cls
                 field = {"tempo": "tempo", "mode": "mode_reward",
-                         "acoustic mode": "acoustic_mode_reward"}[kind]
+                         "acoustic mode": "acoustic_mode_reward",
+                         "acoustic tempo": "acoustic_tempo_reward"}[kind]
                 if not Path(folder).is_dir():
                     raise SystemUnavailable(f"system {spec.name!r}: no {kind} model at "
                                             f"{folder} (`musicrl train {kind.split()[-1]}`, or "
                                             f"fix '{field}' in --systems)")
                 try:
-                    self._rewards[key] = cls(folder, combine=combine)
+                    reward = cls(folder, combine=combine)
+                    if kind == "acoustic tempo":
+                        from rewards.tempo import AudioTempoReward
+
+                        reward = AudioTempoReward(reward,
+                                                  semantic_dir=Path(spec.weights) / "semantic",
+                                                  codec_dir=Path(spec.weights) / "codec")
                 except Exception as e:
                     raise SystemUnavailable(f"system {spec.name!r}: cannot load the {kind} "
                                             f"model at {folder}: {e}") from e
-                levels = 0 if kind == "tempo" else self._rewards[key].model.cfg.levels
-                if kind != "tempo" and bool(levels) != (kind == "acoustic mode"):
-                    del self._rewards[key]
-                    raise SystemUnavailable(
-                        f"system {spec.name!r}: the mode model at {folder} reads "
-                        f"{'codec' if levels else 'semantic'} tokens; it belongs in "
-                        f"'{'acoustic_mode_reward' if levels else 'mode_reward'}'")
+                if kind in ("mode", "acoustic mode"):
+                    levels = reward.model.cfg.levels
+                    if bool(levels) != (kind == "acoustic mode"):
+                        raise SystemUnavailable(
+                            f"system {spec.name!r}: the mode model at {folder} reads "
+                            f"{'codec' if levels else 'semantic'} tokens; it belongs in "
+                            f"'{'acoustic_mode_reward' if levels else 'mode_reward'}'")
+                self._rewards[key] = reward
             return self._rewards[key]
 
-    def _stage_s_score(self, spec: SystemSpec) -> Any:
-        """What ranks stage S's candidates: the tempo reward, the mode reward, or their
-        product (:class:`rewards.combine.ProductScore`)."""
-        scores = []
-        if spec.tempo != "none":
-            scores.append(self._reward(spec, "tempo", spec.tempo, spec.tempo_combine))
-        if spec.mode_reward:
-            scores.append(self._reward(spec, "mode", spec.mode_reward, spec.mode_combine))
+    def _score(self, spec: SystemSpec, stage: str) -> Any:
+        """What ranks stage S's candidates (``stage="semantic"``: the tempo reward, the mode
+        reward) or stage A's renderings (``"acoustic"``: the mode model on codec tokens, the
+        tempo of the audio): one, or their product (:class:`rewards.combine.ProductScore`)."""
+        if stage == "semantic":
+            parts = [("tempo", spec.tempo if spec.tempo != "none" else "", spec.tempo_combine),
+                     ("mode", spec.mode_reward, spec.mode_combine)]
+        else:
+            parts = [("acoustic mode", spec.acoustic_mode_reward, spec.acoustic_mode_combine),
+                     ("acoustic tempo", spec.acoustic_tempo_reward, spec.acoustic_tempo_combine)]
+        scores = [self._reward(spec, kind, folder, combine)
+                  for kind, folder, combine in parts if folder]
         if len(scores) == 1:
             return scores[0]
         from rewards.combine import ProductScore
@@ -477,11 +501,10 @@ class SystemRegistry:
             kw["best_of"] = spec.best_of
         if spec.semantic_best_of > 1:
             kw["semantic_best_of"] = spec.semantic_best_of
-            kw["semantic_score"] = self._stage_s_score(spec)
+            kw["semantic_score"] = self._score(spec, "semantic")
         if spec.acoustic_best_of > 1:
             kw["acoustic_best_of"] = spec.acoustic_best_of
-            kw["acoustic_score"] = self._reward(spec, "acoustic mode", spec.acoustic_mode_reward,
-                                                spec.acoustic_mode_combine)
+            kw["acoustic_score"] = self._score(spec, "acoustic")
         audio = np.asarray(gen.generate(list(prompts), seconds, int(seed), g, t, **kw),
                            dtype=np.float32)
         if audio.ndim != 2 or audio.shape[0] != len(prompts) or audio.shape[1] == 0:

@@ -200,8 +200,9 @@ class Pipeline:
             ``self.last_semantic_scores`` [rows, semantic_best_of].
           acoustic_best_of: the same for stage A: this many renderings of each clip's
             (chosen) semantic tokens, ranked by ``acoustic_score(prompts, codes [r, t, K])``
-            (e.g. ``rewards.mode.ModeReward`` with a codec-token model); N× stage A, no
-            extra decoding. Scores in ``self.last_acoustic_scores``.
+            (e.g. ``rewards.mode.ModeReward`` with a codec-token model, or
+            ``rewards.tempo.AudioTempoReward``, which decodes each rendering to read the
+            tempo of its audio); N× stage A. Scores in ``self.last_acoustic_scores``.
           return_tokens: also return {"mulan", "semantic", "acoustic"} token arrays.
         """
         prompts = _check_prompts(prompts)

@@ -1,8 +1,9 @@
 """A tiny, randomly initialised model bundle for tests and smoke runs.
 
-``tiny_bundle(path)`` writes the four components of a generator bundle
-(MuLan, stage S, stage A, codec) with the ``tiny`` presets, mutually
-consistent (vocabularies, levels), so ``Pipeline.from_pretrained(path)``
+``tiny_bundle(path)`` writes the components of a generator bundle (MuLan,
+stage S, stage A, codec, and the semantic tokenizer whose tokens stage S
+writes) with the ``tiny`` presets, mutually consistent (vocabularies,
+levels), so ``Pipeline.from_pretrained(path)``
 loads it in seconds. The audio it makes is noise-like: it is for testing the
 plumbing (shapes, determinism, errors, the app), never for quality claims.
 """
@@ -23,7 +24,9 @@ TINY_CAPTIONS = [
 
 
 def tiny_bundle(path: str | Path, seed: int = 0) -> Path:
-    """Writes a random tiny bundle to ``path`` (mulan/, lm-semantic/, lm-acoustic/, codec/)."""
+    """Writes a random tiny bundle to ``path`` (mulan/, lm-semantic/, lm-acoustic/, codec/,
+    semantic/)."""
+    import numpy as np
     from flax import nnx
 
     from musicrl.checkpoint import save_weights
@@ -33,6 +36,7 @@ def tiny_bundle(path: str | Path, seed: int = 0) -> Path:
     from musicrl.lm.io import save_stage
     from musicrl.lm.stages import StageConfig, StageLM
     from musicrl.mulan import Mulan, MulanConfig, save_mulan, train_text_tokenizer
+    from musicrl.semantic import SemanticTokenizer
 
     path = Path(path)
     mcfg = presets_of(MulanConfig)["tiny"]
@@ -47,4 +51,11 @@ def tiny_bundle(path: str | Path, seed: int = 0) -> Path:
         cfg = presets_of(StageConfig)[preset]
         save_stage(path / name, StageLM(cfg, rngs=nnx.Rngs(seed)),
                    meta={"note": "random tiny stage (musicrl.testing)"})
+    k = presets_of(StageConfig)["tiny"].vocab
+    tok = SemanticTokenizer("librosa", k)
+    tok.centroids[...] = np.random.default_rng(seed).standard_normal(
+        (k, tok.features.dim)).astype(np.float32)
+    save_weights(path / "semantic", tok,
+                 meta={"component": "semantic", "config": {"features": "librosa", "num_clusters": k},
+                       "note": "random tiny semantic tokenizer (musicrl.testing)"})
     return path

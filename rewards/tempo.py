@@ -454,3 +454,64 @@ class TempoReward:
     def bpm(self, tokens_bs: np.ndarray | jax.Array) -> np.ndarray:
         """The most likely BPM of each row, float32 [b]."""
         return np.asarray(predict_bpm(self.model.cfg, self.logits(tokens_bs)), np.float32)
+
+
+class AudioTempoReward:
+    """The tempo reward read from *audio*: ``score_audio(bpm, wav [b, n]) -> float[b]``
+    re-tokenizes 16 kHz audio with a semantic tokenizer and scores those tokens with
+    :class:`TempoReward`; ``reward(bpm, codes [b, t, K])`` decodes codec tokens first (with
+    ``codec_dir``), so it can rank stage A's renderings
+    (``Pipeline.generate(acoustic_best_of=N, acoustic_score=…)``).
+
+    Stage S is chosen by the tempo it *writes*; this reads the tempo that survives stage A
+    and the codec — what a listener (and the evaluation's beat tracker, which is not part of
+    it) hears. The tempo model must have been trained on this tokenizer's tokens.
+    ``weights_dir`` may also be a loaded :class:`TempoReward` (then ``tolerance``, ``width``
+    and ``combine`` are its own).
+    """
+
+    def __init__(self, weights_dir: str | Path | TempoReward = "assets/small/tempo-ensemble",
+                 semantic_dir: str | Path = "assets/small/semantic",
+                 codec_dir: str | Path | None = None, tolerance: float = 0.08,
+                 width: float = 0.0, combine: str = "mean"):
+        from musicrl.semantic import load_semantic
+
+        self.tempo = (weights_dir if isinstance(weights_dir, TempoReward) else
+                      TempoReward(weights_dir, tolerance=tolerance, width=width, combine=combine))
+        try:
+            self.tokenizer, _ = load_semantic(semantic_dir)
+        except FileNotFoundError as e:
+            raise TempoError(str(e)) from None
+        cfg = self.tempo.model.cfg
+        if (self.tokenizer.vocab_size != cfg.vocab
+                or abs(self.tokenizer.frame_rate - cfg.frame_rate) > 1e-6):
+            raise TempoError(
+                f"{weights_dir} reads {cfg.vocab} tokens at {cfg.frame_rate:g} Hz, the "
+                f"tokenizer in {semantic_dir} writes {self.tokenizer.vocab_size} at "
+                f"{self.tokenizer.frame_rate:g} Hz: pair a tempo model with the tokenizer "
+                "whose tokens it was trained on")
+        self.codec = None
+        if codec_dir is not None:
+            from musicrl.codec import load_codec
+
+            self.codec, _ = load_codec(codec_dir)
+            if int(self.codec.cfg.sample_rate) != 16_000:
+                raise TempoError(f"{codec_dir}: the semantic tokenizer reads 16 kHz audio, the "
+                                 f"codec writes {self.codec.cfg.sample_rate} Hz")
+
+    def score_audio(self, bpm: Sequence[float | str] | np.ndarray, wav_bn: np.ndarray
+                    ) -> np.ndarray:
+        """Scores 16 kHz audio [b, n] against one target (BPM or prompt) per row."""
+        wav = np.asarray(wav_bn, np.float32)
+        if wav.ndim != 2:
+            raise TempoError(f"audio must be [batch, samples], got shape {wav.shape}")
+        if wav.shape[1] < (self.tempo.model.cfg.max_lag + 1) * 640:
+            raise TempoError(f"{wav.shape[1] / 16_000:.2f} s of audio is shorter than the "
+                             "longest beat period the tempo model reads")
+        return self.tempo(bpm, self.tokenizer.tokenize(wav))
+
+    def __call__(self, bpm: Sequence[float | str] | np.ndarray, codes_btq: np.ndarray | jax.Array
+                 ) -> np.ndarray:
+        if self.codec is None:
+            raise TempoError("scoring codec tokens needs codec_dir (or call score_audio)")
+        return self.score_audio(bpm, np.asarray(self.codec.decode(jnp.asarray(codes_btq))))

@@ -86,11 +86,18 @@ def add_semantic_best_of_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--acoustic-best-of", type=int, default=1, metavar="N",
                    help="render each clip's semantic tokens N times with stage A and keep the "
                         "rendering --acoustic-mode-reward rates most surely in the prompt's "
-                        "mode; costs N× stage A (default 1 = off)")
+                        "mode and/or --acoustic-tempo-reward at its tempo (both: the product); "
+                        "costs N× stage A (default 1 = off)")
     p.add_argument("--acoustic-mode-reward", default="", metavar="DIR",
                    help="a mode reward model on codec tokens for --acoustic-best-of (`musicrl "
                         "train mode --preset small-acoustic`, e.g. assets/small/mode-acoustic)")
     p.add_argument("--acoustic-mode-combine", default="mean", choices=("mean", "min"),
+                   help="with an ensemble: the members' mean probability or the least one")
+    p.add_argument("--acoustic-tempo-reward", default="", metavar="DIR",
+                   help="a tempo reward model for --acoustic-best-of, read from each "
+                        "rendering's decoded audio re-tokenized by the bundle's semantic "
+                        "tokenizer (e.g. assets/small/tempo-ensemble)")
+    p.add_argument("--acoustic-tempo-combine", default="mean", choices=("mean", "min"),
                    help="with an ensemble: the members' mean probability or the least one")
 
 
@@ -110,9 +117,14 @@ def scorer_label(args: argparse.Namespace) -> str:
 
 
 def acoustic_scorer_label(args: argparse.Namespace) -> str:
-    """How a report names the stage-A scorer: "mode (DIR, min)"."""
-    return (f"mode on codec tokens ({args.acoustic_mode_reward}"
-            + (", min" if args.acoustic_mode_combine == "min" else "") + ")")
+    """How a report names the stage-A scorer: "mode on codec tokens (DIR, min) × …"."""
+    parts = []
+    for what, folder, combine in (
+            ("mode on codec tokens", args.acoustic_mode_reward, args.acoustic_mode_combine),
+            ("tempo of the audio", args.acoustic_tempo_reward, args.acoustic_tempo_combine)):
+        if folder:
+            parts.append(f"{what} ({folder}" + (", min" if combine == "min" else "") + ")")
+    return " × ".join(parts)
 
 
 def _load_reward(flag: str, kind: str, folder: str, combine: str, train: str):
@@ -134,24 +146,47 @@ def _load_reward(flag: str, kind: str, folder: str, combine: str, train: str):
 
 
 def acoustic_scorer(args: argparse.Namespace):
-    """The stage-A scorer ``--acoustic-best-of`` asks for, or None."""
-    folder = args.acoustic_mode_reward
+    """The stage-A scorer ``--acoustic-best-of`` asks for, or None: the mode model on codec
+    tokens, the tempo model on the re-tokenized audio, or their product."""
+    from pathlib import Path
+
+    mode, tempo = args.acoustic_mode_reward, args.acoustic_tempo_reward
     if args.acoustic_best_of <= 1:
-        if folder:
-            raise UserError("--acoustic-mode-reward ranks stage A's renderings: give "
-                            "--acoustic-best-of N (N ≥ 2) too")
+        if mode or tempo:
+            flag = "--acoustic-mode-reward" if mode else "--acoustic-tempo-reward"
+            raise UserError(f"{flag} ranks stage A's renderings: give --acoustic-best-of N "
+                            "(N ≥ 2) too")
         return None
-    if not folder:
-        raise UserError("--acoustic-best-of needs --acoustic-mode-reward DIR, the mode model on "
-                        "codec tokens that ranks the renderings (`musicrl train mode --preset "
-                        "small-acoustic`)")
-    reward = _load_reward("--acoustic-mode-reward", "mode", folder, args.acoustic_mode_combine,
-                          "musicrl train mode --preset small-acoustic")
-    if not reward.model.cfg.levels:
-        raise UserError(f"--acoustic-mode-reward {folder} reads semantic tokens, not codec "
-                        "tokens: pass it to --mode-reward (stage S), or train a codec-token "
-                        "one with `musicrl train mode --preset small-acoustic`")
-    return reward
+    if not (mode or tempo):
+        raise UserError("--acoustic-best-of needs --acoustic-mode-reward DIR (a mode model on "
+                        "codec tokens, `musicrl train mode --preset small-acoustic`) and/or "
+                        "--acoustic-tempo-reward DIR (a tempo model, e.g. "
+                        "assets/small/tempo-ensemble) to rank the renderings")
+    scores = []
+    if mode:
+        reward = _load_reward("--acoustic-mode-reward", "mode", mode, args.acoustic_mode_combine,
+                              "musicrl train mode --preset small-acoustic")
+        if not reward.model.cfg.levels:
+            raise UserError(f"--acoustic-mode-reward {mode} reads semantic tokens, not codec "
+                            "tokens: pass it to --mode-reward (stage S), or train a codec-token "
+                            "one with `musicrl train mode --preset small-acoustic`")
+        scores.append(reward)
+    if tempo:
+        reward = _load_reward("--acoustic-tempo-reward", "tempo", tempo,
+                              args.acoustic_tempo_combine, "musicrl train tempo")
+        from rewards.tempo import AudioTempoReward, TempoError
+
+        bundle = Path(args.model)
+        try:
+            scores.append(AudioTempoReward(reward, semantic_dir=bundle / "semantic",
+                                           codec_dir=bundle / "codec"))
+        except TempoError as e:
+            raise UserError(f"--acoustic-tempo-reward {tempo}: {e}") from None
+    if len(scores) == 1:
+        return scores[0]
+    from rewards.combine import ProductScore
+
+    return ProductScore(scores)
 
 
 def semantic_scorer(args: argparse.Namespace):

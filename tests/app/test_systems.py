@@ -81,6 +81,12 @@ def test_registry_from_file_json_and_toml(tmp_path):
     ({"systems": [{"name": "x", "weights": "w", "acoustic_best_of": 2,
                    "acoustic_mode_reward": "m", "acoustic_mode_combine": "max"}]},
      "acoustic_mode_combine must be"),
+    ({"systems": [{"name": "x", "weights": "w", "acoustic_tempo_reward": "t"}]}, "go together"),
+    ({"systems": [{"name": "x", "weights": "w", "acoustic_best_of": 2,
+                   "acoustic_tempo_reward": 3}]}, "go together"),
+    ({"systems": [{"name": "x", "weights": "w", "acoustic_best_of": 2,
+                   "acoustic_tempo_reward": "t", "acoustic_tempo_combine": "max"}]},
+     "acoustic_tempo_combine must be"),
 ])
 def test_registry_refuses_bad_configs(data, match):
     with pytest.raises(SystemConfigError, match=match):
@@ -263,3 +269,19 @@ def test_registry_semantic_best_of_by_a_tempo_model(tmp_path):
         reg.generate("swapped", ["a sad tune"], 2.0, seed=0)
     with pytest.raises(SystemUnavailable, match="reads codec tokens"):
         reg.generate("swapped-s", ["a sad tune"], 2.0, seed=0)
+
+    # stage A by the tempo of each rendering's audio (the bundle's codec and semantic
+    # tokenizer), alone and × the codec-token mode model
+    reg = SystemRegistry.from_dict({"systems": [
+        {"name": "aco-tempo", "weights": str(bundle), "acoustic_best_of": 3,
+         "acoustic_tempo_reward": str(tmp_path / "ens"), "acoustic_tempo_combine": "min"},
+        {"name": "aco-both", "weights": str(bundle), "acoustic_best_of": 3,
+         "acoustic_tempo_reward": str(tmp_path / "ens"), "acoustic_tempo_combine": "min",
+         "acoustic_mode_reward": str(tmp_path / "mode-aco")}]})
+    _, _, settings = reg.generate("aco-tempo", ["a reel at 120 bpm"], 2.0, seed=0)
+    assert settings["acoustic_tempo_reward"] == str(tmp_path / "ens")
+    assert settings["acoustic_tempo_combine"] == "min" and "acoustic_mode_reward" not in settings
+    tempo_scores = reg.get("aco-tempo").pipeline.last_acoustic_scores
+    assert tempo_scores.shape == (1, 3) and np.all((tempo_scores >= 0) & (tempo_scores <= 1))
+    reg.generate("aco-both", ["a melancholic reel at 120 bpm"], 2.0, seed=0)
+    assert np.all(reg.get("aco-both").pipeline.last_acoustic_scores <= tempo_scores + 1e-6)

@@ -214,6 +214,21 @@ def test_semantic_best_of_by_tempo_from_the_cli(tmp_path, capsys):
                  "--tempo", str(tmp_path / "tempo"), "--tempo-combine", "min",
                  "-o", str(tmp_path / "y.wav")]) == 2
     assert "needs an ensemble" in capsys.readouterr().err
+    # stage A by the tempo of each rendering's audio (--acoustic-tempo-reward), after stage S
+    assert main(["generate", "drums at 120 bpm", "--model", str(bundle), "--seconds", "2",
+                 "--semantic-best-of", "2", "--tempo", str(tmp_path / "ens"),
+                 "--acoustic-best-of", "3", "--acoustic-tempo-reward", str(tmp_path / "ens"),
+                 "--acoustic-tempo-combine", "min", "-o", str(tmp_path / "a.wav")]) == 0
+    for extra, msg in (
+            (["--acoustic-tempo-reward", str(tmp_path / "ens")], "--acoustic-best-of N"),
+            (["--acoustic-best-of", "2", "--acoustic-tempo-reward", str(tmp_path / "nope")],
+             "no tempo model"),
+            (["--acoustic-best-of", "2", "--acoustic-tempo-reward", str(tmp_path / "tempo"),
+              "--acoustic-tempo-combine", "min"], "needs an ensemble")):
+        capsys.readouterr()
+        assert main(["generate", "x", "--model", str(bundle), "--seconds", "2", *extra,
+                     "-o", str(tmp_path / "z.wav")]) == 2, extra
+        assert msg in capsys.readouterr().err, extra
 
 
 def test_bucket_from_prompt_reads_the_caption_tempo_words():
@@ -225,3 +240,53 @@ def test_bucket_from_prompt_reads_the_caption_tempo_words():
     assert bucket_from_prompt("an UPBEAT dance tune") == "fast"
     assert bucket_from_prompt("a chorale on organ") is None
     assert bucket_from_prompt("a steady, energetic groove") is None      # two buckets
+
+
+def test_audio_tempo_reward_scores_the_retokenized_audio(tmp_path):
+    """AudioTempoReward = the tempo reward on the semantic tokens of the audio (or of the
+    decoded codec tokens); a tokenizer of another vocabulary and bad shapes are refused."""
+    from musicrl.checkpoint import save_weights
+    from musicrl.codec.config import CodecConfig
+    from musicrl.codec.model import Codec
+    from musicrl.config import resolve, to_dict
+    from musicrl.semantic import SemanticTokenizer
+    from rewards.tempo import AudioTempoReward
+
+    cfg = presets_of(TempoConfig)["tiny"]                       # vocab 16
+    save_tempo(tmp_path / "ens", TempoEnsemble(cfg, 2, rngs=nnx.Rngs(0)), meta={"steps": 0})
+    for k in (16, 8):
+        tok = SemanticTokenizer("librosa", k)
+        tok.centroids[...] = np.random.default_rng(k).standard_normal(
+            (k, tok.features.dim)).astype(np.float32)
+        save_weights(tmp_path / f"sem{k}", tok,
+                     meta={"config": {"features": "librosa", "num_clusters": k}})
+    ccfg = resolve(CodecConfig, "tiny")
+    codec = Codec(ccfg, rngs=nnx.Rngs(0, vq=1))
+    save_weights(tmp_path / "codec", codec, meta={"component": "codec", "config": to_dict(ccfg)})
+
+    t = np.arange(3 * 16_000) / 16_000
+    clicks = np.stack([np.sin(2 * np.pi * 440 * t) * (np.mod(t, 60 / bpm) < 0.05)
+                       for bpm in (90, 120, 150)]).astype(np.float32)
+    r = AudioTempoReward(tmp_path / "ens", semantic_dir=tmp_path / "sem16",
+                         codec_dir=tmp_path / "codec", combine="min")
+    got = r.score_audio([90.0, "a reel at 120 bpm", "no tempo"], clicks)
+    want = TempoReward(tmp_path / "ens", combine="min")(
+        [90.0, "a reel at 120 bpm", "no tempo"], r.tokenizer.tokenize(clicks))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert np.all((got[:2] >= 0) & (got[:2] <= 1)) and np.isnan(got[2])
+    codes = np.asarray(codec.encode(jnp.asarray(clicks)))
+    np.testing.assert_allclose(
+        r([90.0, 120.0, 150.0], codes),
+        r.score_audio([90.0, 120.0, 150.0], np.asarray(codec.decode(jnp.asarray(codes)))),
+        rtol=1e-6)
+    with pytest.raises(TempoError, match="whose tokens it was trained on"):
+        AudioTempoReward(tmp_path / "ens", semantic_dir=tmp_path / "sem8")
+    with pytest.raises(TempoError, match="not a semantic tokenizer"):
+        AudioTempoReward(tmp_path / "ens", semantic_dir=tmp_path / "nope")
+    bare = AudioTempoReward(tmp_path / "ens", semantic_dir=tmp_path / "sem16")
+    with pytest.raises(TempoError, match="needs codec_dir"):
+        bare([90.0], codes[:1])
+    with pytest.raises(TempoError, match=r"\[batch, samples\]"):
+        bare.score_audio([90.0], clicks[0])
+    with pytest.raises(TempoError, match="shorter than"):
+        bare.score_audio([90.0], clicks[:1, :8_000])

@@ -130,6 +130,25 @@ def load_rows(path: Path):
     return z["est"], z["label"], z["want"], scores, json.loads(str(z["meta"]))
 
 
+def selection_nas(ap: argparse.ArgumentParser, args: argparse.Namespace) -> list[int]:
+    """``--na`` as a sorted list that always holds N_A = 1; ``--ns`` checked too."""
+    try:
+        nas = sorted({1, *(int(x) for x in args.na.split(","))})
+        if nas[0] < 1 or args.ns < 1:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--na {args.na!r} / --ns {args.ns}: whole numbers ≥ 1")
+    return nas
+
+
+def read_rows(path: str):
+    """:func:`load_rows`, or an exit that names the file and what was wrong."""
+    try:
+        return load_rows(Path(path))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise SystemExit(f"--from-rows {path}: not a rows file this recipe saved ({e})") from None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle", nargs="?", default="")
@@ -154,20 +173,11 @@ def main() -> None:
     args = ap.parse_args()
     if not args.from_rows and not (args.bundle and args.model):
         ap.error("give BUNDLE and at least one --model (or --from-rows FILE.npz)")
-    try:
-        nas = sorted({1, *(int(x) for x in args.na.split(","))})
-        if nas[0] < 1 or args.ns < 1:
-            raise ValueError
-    except ValueError:
-        ap.error(f"--na {args.na!r} / --ns {args.ns}: whole numbers ≥ 1")
+    nas = selection_nas(ap, args)
 
     t0 = time.time()
     if args.from_rows:
-        try:
-            est, label, want, scores, meta = load_rows(Path(args.from_rows))
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-            raise SystemExit(f"--from-rows {args.from_rows}: not a rows file this recipe saved "
-                             f"({e})") from None
+        est, label, want, scores, meta = read_rows(args.from_rows)
         args.bundle, args.split, args.ns = meta["bundle"], meta["split"], meta["ns"]
         args.semantic_mode = meta["semantic_mode"]
         nas = sorted({k for k in nas if k <= est.shape[1]} | {est.shape[1]})
