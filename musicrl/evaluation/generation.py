@@ -173,24 +173,36 @@ def _mcc(mulan, prompts: list[str], wavs: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.sum(t * a, axis=1), t @ a.T
 
 
-def _shuffled_and_resynth(pipe, clips: Sequence[Clip], tokens_dir: str, n: int,
-                          seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Audio of the real clips' first K codec levels decoded as is and with frames shuffled."""
+def _shuffled_and_resynth(pipe, clips: Sequence[Clip], root: str | os.PathLike,
+                          tokens_dir: str, n: int, seed: int
+                          ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Audio of the real clips' first K codec levels decoded as is and with frames shuffled,
+    and where the codes came from: the token cache in ``tokens_dir`` when there is one
+    (``musicrl tokenize``), else the bundle's codec encoding each clip here."""
     import jax.numpy as jnp
 
+    from musicrl.audio import load_audio
     from musicrl.data.tokens import load_tokens
     from musicrl.pipeline import _decode_codes
 
-    toks = load_tokens(tokens_dir)
+    try:
+        toks, source = load_tokens(tokens_dir, split=clips[0].split if clips else None), \
+            f"token cache {tokens_dir}"
+    except FileNotFoundError:
+        toks, source = None, "the bundle's codec (no token cache)"
     k = pipe.acoustic.cfg.levels
     rng = np.random.default_rng(seed)
     real, shuf = [], []
     for c in clips:
-        codes = toks[c.id][1][:, :k].astype(np.int32)[None]
+        if toks is not None and c.id in toks:
+            codes = toks[c.id][1][:, :k].astype(np.int32)[None]
+        else:
+            wav = load_audio(Path(root) / c.path, pipe.sample_rate)[None]
+            codes = np.asarray(pipe.codec.encode(jnp.asarray(wav), k), np.int32)
         real.append(np.asarray(_decode_codes(pipe.codec, jnp.asarray(codes)))[0, :n])
         perm = rng.permutation(codes.shape[1])
         shuf.append(np.asarray(_decode_codes(pipe.codec, jnp.asarray(codes[:, perm])))[0, :n])
-    return np.stack(real), np.stack(shuf)
+    return np.stack(real), np.stack(shuf), source
 
 
 def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
@@ -287,11 +299,14 @@ def evaluate_generation(pipe, root: str | os.PathLike, *, split: str = "test",
             (out / f"audio-cfg{g:g}").mkdir(parents=True, exist_ok=True)
             write_text_atomic(out / f"audio-cfg{g:g}" / "prompts.json",
                               json.dumps(prompts[:6], indent=2) + "\n")
+            # what is measured so far, so that a failure after it loses no generation
+            write_text_atomic(out / "report.partial.json", json.dumps(report, indent=2) + "\n")
 
     from musicrl.evaluation.features import embed_handcrafted
 
     tokens_dir = tokens_dir or str(Path(root) / "tokens")
-    resyn, shuf = _shuffled_and_resynth(pipe, clips, tokens_dir, n, seed)
+    resyn, shuf, source = _shuffled_and_resynth(pipe, clips, root, tokens_dir, n, seed)
+    report["baselines_codes_from"] = source
     report["baselines"] = {
         "shuffled_tokens": {"fad": fad_between(emb_test, embed_handcrafted(shuf), n_fad),
                             "mcc": float(_mcc(pipe.mulan, prompts, shuf)[0].mean())},
@@ -384,6 +399,7 @@ def write_report(rep: dict[str, Any], out: str | os.PathLike) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "report.json", json.dumps(rep, indent=2) + "\n")
     write_text_atomic(out / "report.md", format_table(rep) + "\n")
+    (out / "report.partial.json").unlink(missing_ok=True)    # superseded by the whole report
     systems = rep["systems"]
     fig, ax = plt.subplots(1, 3, figsize=(16, 4.2))
     labels = [textwrap.fill(system_label(s), 24) for s in systems.values()]  # long names wrap

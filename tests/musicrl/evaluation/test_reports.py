@@ -101,8 +101,33 @@ def test_generation_report_names_best_of_systems_and_flags_their_mcc(tmp_path):
     md = format_table(rep)
     assert "| generated, CFG γ=3 |" in md and "γ=3, best of 4 †" in md
     assert "flattered" in md
+    (tmp_path / "report.partial.json").write_text("{}")      # what a run wrote as it went
     write_report(rep, tmp_path)
     assert (tmp_path / "generation.png").stat().st_size > 1000
+    assert not (tmp_path / "report.partial.json").exists()  # the whole report replaces it
+
+
+def test_shuffled_token_baseline_needs_no_token_cache(tmp_path):
+    """Without ``musicrl tokenize``'s cache the baselines encode the clips with the bundle's
+    codec (and say so), rather than failing after the generation has run."""
+    import soundfile as sf
+
+    from musicrl.data.manifest import Clip
+    from musicrl.evaluation.generation import _shuffled_and_resynth
+    from musicrl.pipeline import Pipeline
+    from musicrl.testing import tiny_bundle
+
+    pipe = Pipeline.from_pretrained(tiny_bundle(tmp_path / "bundle"))
+    t = np.arange(32_000) / 16_000
+    clips = []
+    for i, f in enumerate((220.0, 330.0)):
+        sf.write(tmp_path / f"{i}.wav", 0.3 * np.sin(2 * np.pi * f * t), 16_000)
+        clips.append(Clip(id=f"c{i}", path=f"{i}.wav", duration=2.0, captions=("x",), tags=(),
+                          labels={}, split="test", piece=f"p{i}", source="test", checksum=""))
+    real, shuf, source = _shuffled_and_resynth(pipe, clips, tmp_path, str(tmp_path / "tokens"),
+                                               n=16_000, seed=0)
+    assert real.shape == shuf.shape == (2, 16_000) and "no token cache" in source
+    assert np.all(np.isfinite(real)) and not np.allclose(real, shuf)
 
 
 def test_adherence_reports_what_a_perfect_system_would_reach():
