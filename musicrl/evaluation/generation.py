@@ -144,13 +144,18 @@ def _adherence(att: dict[str, np.ndarray], clips: Sequence[Clip],
 def eval_prompts(root: str | os.PathLike, split: str, max_prompts: int | None = None
                  ) -> tuple[list[Clip], list[str]]:
     """The captioned clips of ``split`` (every k-th down to ``max_prompts``) and one prompt
-    each, phrasings rotated: what ``evaluate_generation`` generates for and scores against."""
+    each, phrasings rotated: what ``evaluate_generation`` generates for and scores against.
+
+    The phrasing follows the clip's place in the whole split, so a subset asks with the same
+    words as the full run does for those clips."""
     from musicrl.data.manifest import load_clips
 
     clips = [c for c in load_clips(root, splits=[split]) if c.captions]
+    prompts = [c.captions[i % len(c.captions)] for i, c in enumerate(clips)]
     if max_prompts:
-        clips = clips[:: max(1, len(clips) // max_prompts)][:max_prompts]
-    return clips, [c.captions[i % len(c.captions)] for i, c in enumerate(clips)]
+        step = max(1, len(clips) // max_prompts)
+        clips, prompts = clips[::step][:max_prompts], prompts[::step][:max_prompts]
+    return clips, prompts
 
 
 def perfect_adherence(clips: Sequence[Clip], prompts: Sequence[str]) -> dict[str, Any]:

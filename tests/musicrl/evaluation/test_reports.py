@@ -192,3 +192,18 @@ def test_system_label_names_each_stage_selection():
     assert system_label({"guidance": 3.0, "semantic_best_of": 8, "semantic_score": "tempo",
                          "acoustic_best_of": 4, "acoustic_score": "mode on codec tokens"}) == \
         "γ=3, stage S best of 8 by tempo, stage A best of 4 by mode on codec tokens"
+
+
+def test_eval_prompts_subset_asks_as_the_full_run_does(tiny_corpus):
+    """Every k-th prompt (``max_prompts``) is the same text the full run gives that clip, so
+    a recipe on a subset and ``musicrl eval generate`` on the whole split compare."""
+    from musicrl.evaluation.generation import eval_prompts
+
+    cfg, _ = tiny_corpus
+    clips, prompts = eval_prompts(cfg.root, "train")
+    assert len(clips) >= 4 and all(p in c.captions for c, p in zip(clips, prompts))
+    assert len({p for c, p in zip(clips, prompts) if c.captions.index(p)}) > 0   # rotated
+    sub_clips, sub_prompts = eval_prompts(cfg.root, "train", max_prompts=len(clips) // 2)
+    full = {c.id: p for c, p in zip(clips, prompts)}
+    assert len(sub_clips) == len(clips) // 2 and sub_clips[1].id == clips[2].id
+    assert sub_prompts == [full[c.id] for c in sub_clips]
