@@ -201,9 +201,9 @@ def test_eval_prompts_subset_asks_as_the_full_run_does(tiny_corpus):
 
     cfg, _ = tiny_corpus
     clips, prompts = eval_prompts(cfg.root, "train")
-    assert len(clips) >= 4 and all(p in c.captions for c, p in zip(clips, prompts))
-    assert len({p for c, p in zip(clips, prompts) if c.captions.index(p)}) > 0   # rotated
+    assert len(clips) >= 4 and all(p in c.captions for c, p in zip(clips, prompts, strict=True))
+    assert len({p for c, p in zip(clips, prompts, strict=True) if c.captions.index(p)}) > 0   # rotated
     sub_clips, sub_prompts = eval_prompts(cfg.root, "train", max_prompts=len(clips) // 2)
-    full = {c.id: p for c, p in zip(clips, prompts)}
+    full = {c.id: p for c, p in zip(clips, prompts, strict=True)}
     assert len(sub_clips) == len(clips) // 2 and sub_clips[1].id == clips[2].id
     assert sub_prompts == [full[c.id] for c in sub_clips]
